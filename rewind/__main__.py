@@ -1,0 +1,5 @@
+"""Allow ``python -m rewind``."""
+
+from rewind.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Wire protocol codecs: frames in, typed messages out, and back. No I/O here."""

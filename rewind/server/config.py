@@ -1,0 +1,158 @@
+"""Server configuration: one typed object, read at the edge.
+
+Sources, strongest first: command-line flags, ``REWIND_*`` environment
+variables, a TOML file (``--config``), built-in defaults. Keys are spelled the
+same everywhere: ``query-bind-endpoint`` is the flag ``--query-bind-endpoint``,
+the environment variable ``REWIND_QUERY_BIND_ENDPOINT`` and the TOML key
+``query-bind-endpoint``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rewind.errors import ConfigError
+from rewind.model import DEFAULT_STREAM
+from rewind.storage import StorageURL, parse_storage_url
+
+DEFAULT_QUERY_ENDPOINT = "tcp://127.0.0.1:9090"
+DEFAULT_STREAMING_ENDPOINT = "tcp://127.0.0.1:9091"
+DEFAULT_STORAGE = "sqlite:rewind-data/events.db"
+
+_ENDPOINT = re.compile(r"^(tcp|ipc|inproc|ws|wss)://\S+$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_STREAM_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``rewind serve`` needs to know, validated."""
+
+    query_bind_endpoints: tuple[str, ...] = (DEFAULT_QUERY_ENDPOINT,)
+    streaming_bind_endpoints: tuple[str, ...] = (DEFAULT_STREAMING_ENDPOINT,)
+    storage: StorageURL = field(default_factory=lambda: parse_storage_url(DEFAULT_STORAGE))
+    log_level: str = "INFO"
+    default_stream: str = DEFAULT_STREAM
+
+
+def _endpoints(key: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        # The environment carries lists as comma- or space-separated text.
+        items = [item for item in re.split(r"[,\s]+", value) if item]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ConfigError(f"{key}: expected an endpoint or a list of endpoints")
+    if not items:
+        raise ConfigError(f"{key}: at least one endpoint is needed")
+    for item in items:
+        if not isinstance(item, str) or not _ENDPOINT.match(item):
+            raise ConfigError(
+                f"{key}: {item!r} is not a ZeroMQ endpoint (like tcp://127.0.0.1:9090)"
+            )
+    return tuple(items)
+
+
+def _storage(key: str, value: object) -> StorageURL:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a storage URL string")
+    try:
+        return parse_storage_url(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _log_level(key: str, value: object) -> str:
+    if not isinstance(value, str) or value.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_LOG_LEVELS)}")
+    return value.upper()
+
+
+def _stream_name(key: str, value: object) -> str:
+    if not isinstance(value, str) or not _STREAM_NAME.match(value):
+        raise ConfigError(f"{key}: {value!r} is not a valid stream name")
+    return value
+
+
+# Each key: the dataclass field it sets and how its raw value is checked.
+_KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
+    "query-bind-endpoint": ("query_bind_endpoints", _endpoints),
+    "streaming-bind-endpoint": ("streaming_bind_endpoints", _endpoints),
+    "storage": ("storage", _storage),
+    "log-level": ("log_level", _log_level),
+    "default-stream": ("default_stream", _stream_name),
+}
+assert {name for name, _ in _KEYS.values()} == {f.name for f in fields(ServerConfig)}
+
+ENV_PREFIX = "REWIND_"
+
+
+def env_name(key: str) -> str:
+    """The environment variable for a config key."""
+    return ENV_PREFIX + key.upper().replace("-", "_")
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """Read a TOML config file, rejecting keys Rewind does not know."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})"
+        )
+    return data
+
+
+def load_config(
+    *,
+    flags: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> ServerConfig:
+    """Merge flags, environment and file (in that precedence) over the defaults.
+
+    ``flags`` maps config keys to values given on the command line; keys whose
+    value is ``None`` were not given.
+    """
+    layers: list[tuple[str, Mapping[str, object]]] = []
+    if config_file is not None:
+        layers.append((f"config file {config_file}", read_config_file(config_file)))
+    if environ is not None:
+        from_env = {key: environ[env_name(key)] for key in _KEYS if env_name(key) in environ}
+        layers.append(("environment", from_env))
+    if flags is not None:
+        layers.append(("flag", {k: v for k, v in flags.items() if v is not None}))
+
+    values: dict[str, object] = {}
+    for source, layer in layers:
+        for key, raw in layer.items():
+            if key not in _KEYS:
+                raise ConfigError(f"{source}: unknown key {key!r}")
+            field_name, check = _KEYS[key]
+            label = (
+                f"--{key}"
+                if source == "flag"
+                else (env_name(key) if source == "environment" else f"{source}: {key}")
+            )
+            values[field_name] = check(label, raw)
+    return ServerConfig(**values)  # type: ignore[arg-type]
+
+
+def logging_level(config: ServerConfig) -> int:
+    """The :mod:`logging` level number for the configured level name."""
+    level: int = logging.getLevelName(config.log_level)
+    return level

@@ -1,0 +1,85 @@
+"""A store that lives in process memory: for tests and experiments only."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+
+from rewind.errors import StorageError
+from rewind.model import AppendRequest, RecordedEvent
+from rewind.storage.base import EventStore
+
+
+class MemoryStore(EventStore):
+    """Keeps every event in a list; everything is gone when the process ends."""
+
+    kind = "memory"
+    durable = False
+
+    def __init__(self) -> None:
+        self._events: list[RecordedEvent] = []
+        self._positions: dict[uuid.UUID, int] = {}
+        self._stream_heads: dict[str, int] = {}
+        self._closed = False
+
+    def append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
+        self._check_open()
+        recorded_at = time.time_ns() // 1000
+        position = len(self._events)
+        heads = dict(self._stream_heads)
+        seen: set[uuid.UUID] = set()
+        results: list[tuple[RecordedEvent, ...]] = []
+        for request in requests:
+            version = heads.get(request.stream, -1)
+            stored = []
+            for event in request.events:
+                if event.event_id in self._positions or event.event_id in seen:
+                    # Same rule as the SQL backends' unique index: all or nothing.
+                    raise StorageError(f"event id {event.event_id} is already stored")
+                seen.add(event.event_id)
+                position += 1
+                version += 1
+                stored.append(
+                    RecordedEvent(
+                        position=position,
+                        event_id=event.event_id,
+                        stream=request.stream,
+                        version=version,
+                        recorded_at_us=recorded_at,
+                        event_type=event.event_type,
+                        metadata=event.metadata,
+                        data=event.data,
+                    )
+                )
+            heads[request.stream] = version
+            results.append(tuple(stored))
+        for batch in results:
+            for recorded in batch:
+                self._events.append(recorded)
+                self._positions[recorded.event_id] = recorded.position
+        self._stream_heads = heads
+        return results
+
+    def read_all(
+        self, *, after: int = 0, through: int | None = None, limit: int
+    ) -> list[RecordedEvent]:
+        self._check_open()
+        end = len(self._events) if through is None else min(through, len(self._events))
+        start = max(after, 0)
+        return self._events[start : max(start, min(end, start + limit))]
+
+    def position_of(self, event_id: uuid.UUID) -> int | None:
+        self._check_open()
+        return self._positions.get(event_id)
+
+    def last_event(self) -> RecordedEvent | None:
+        self._check_open()
+        return self._events[-1] if self._events else None
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("store is closed")
