@@ -1,13 +1,15 @@
 """ROUTER envelopes: the routing frames ZeroMQ puts before a request's body.
 
 A REQ client (and a DEALER client that imitates one) ends its envelope with an
-empty delimiter frame. Everything before and including the delimiter is echoed
-back unchanged in front of the reply.
+empty delimiter frame; between a broker and us there may be several routing
+frames before it. Everything up to and including the delimiter is echoed back
+unchanged in front of the reply. A bare DEALER sends no delimiter at all, so
+its body starts right after its identity, with a command word.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -19,14 +21,19 @@ class Envelope:
     body: tuple[bytes, ...]
 
 
-def split_envelope(frames: Sequence[bytes]) -> Envelope:
+def split_envelope(frames: Sequence[bytes], is_command: Callable[[bytes], bool]) -> Envelope:
     """Split a message received on a ROUTER socket into routing frames and body.
 
-    The first frame is always the peer identity. If the peer sent no empty
-    delimiter (a bare DEALER), the body is everything after the identity and
-    replies are routed with the identity alone.
+    The first frame is always the peer identity. Routing frames continue up to
+    the first empty frame (the delimiter), unless a command word comes first:
+    then the peer sent no delimiter, and empty frames after the command are
+    part of the body (a QUERY's open bounds, say). With neither, the body is
+    everything after the identity.
     """
     for index in range(1, len(frames)):
-        if frames[index] == b"":
+        frame = frames[index]
+        if frame == b"":
             return Envelope(tuple(frames[: index + 1]), tuple(frames[index + 1 :]))
+        if is_command(frame):
+            return Envelope(tuple(frames[:index]), tuple(frames[index:]))
     return Envelope(tuple(frames[:1]), tuple(frames[1:]))

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 QUERY_PAGE_SIZE = 100
 """At most this many events go in one QUERY reply; a full page has no END frame."""
 
+COMMANDS = frozenset({b"PUBLISH", b"QUERY"})
+"""The command words a seed request starts with."""
+
 PUBLISHED = b"PUBLISHED"
 END = b"END"
 ERROR = b"ERROR"
@@ -61,6 +64,11 @@ def parse_event_id(frame: bytes) -> uuid.UUID | None:
         return uuid.UUID(frame.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def is_command(frame: bytes) -> bool:
+    """Whether a frame is one of the seed protocol's command words."""
+    return frame in COMMANDS
 
 
 def _printable(frame: bytes, limit: int = 60) -> str:
@@ -119,7 +127,10 @@ def encode_error(reason: str) -> list[bytes]:
 def encode_stream_message(
     event_id: uuid.UUID, previous_id: uuid.UUID | None, data: bytes
 ) -> list[bytes]:
-    """A streaming-socket message; the previous id is empty only for the first event ever."""
+    """A streaming-socket message; the previous id is empty only for the first event ever.
+
+    (The server's feed builds the same frames while reusing each formatted id.)
+    """
     previous = b"" if previous_id is None else format_event_id(previous_id)
     return [format_event_id(event_id), previous, data]
 

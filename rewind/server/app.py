@@ -25,6 +25,7 @@ from rewind.model import AppendRequest, RecordedEvent
 from rewind.protocol import seed
 from rewind.protocol.envelope import split_envelope
 from rewind.server.config import ServerConfig
+from rewind.server import transport
 from rewind.server.feeds import SeedFeed
 from rewind.server.seed_handler import answer_query, publish_request
 from rewind.storage import open_store
@@ -48,6 +49,10 @@ class _PendingAppend:
     routing: tuple[bytes, ...]
     request: AppendRequest
     reply: Callable[[tuple[RecordedEvent, ...]], list[bytes]]
+
+
+def _published(_events: tuple[RecordedEvent, ...]) -> list[bytes]:
+    return seed.encode_published()
 
 
 class Server:
@@ -175,23 +180,22 @@ class Server:
 
     def _serve_waiting_requests(self) -> None:
         assert self._router is not None
+        router = self._router
         for _ in range(MAX_REQUESTS_PER_TURN):
-            try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
+            if not transport.has_message(router):
                 break
-            self._handle(frames)
+            self._handle(transport.receive(router))
         self._commit_pending()
 
     def _handle(self, frames: list[bytes]) -> None:
-        envelope = split_envelope(frames)
+        envelope = split_envelope(frames, seed.is_command)
         request = seed.parse_request(envelope.body)
         if isinstance(request, seed.Publish):
             self._pending.append(
                 _PendingAppend(
                     envelope.routing,
                     publish_request(request, self.config.default_stream),
-                    lambda _events: seed.encode_published(),
+                    _published,
                 )
             )
         elif isinstance(request, seed.Query):
@@ -228,7 +232,7 @@ class Server:
     def _send(self, routing: tuple[bytes, ...], frames: list[bytes]) -> None:
         assert self._router is not None
         try:
-            self._router.send_multipart([*routing, *frames], zmq.NOBLOCK)
+            transport.send(self._router, [*routing, *frames])
         except zmq.Again:
             log.warning("dropped a reply: the peer's queue is full")
         except zmq.ZMQError as exc:

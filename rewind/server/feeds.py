@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import zmq
 
 from rewind.model import RecordedEvent
-from rewind.protocol.seed import encode_stream_message
+from rewind.protocol.seed import format_event_id
+from rewind.server.transport import send
 
 
 class SeedFeed:
@@ -18,15 +20,13 @@ class SeedFeed:
     log, including across restarts, so a subscriber can detect dropped messages.
     """
 
-    def __init__(self, socket: zmq.Socket[bytes], last_event_id: uuid.UUID | None) -> None:
+    def __init__(self, socket: zmq.Socket[Any], last_event_id: uuid.UUID | None) -> None:
         self._socket = socket
-        self._previous_id = last_event_id
+        self._previous_id = b"" if last_event_id is None else format_event_id(last_event_id)
 
     def broadcast(self, events: Sequence[RecordedEvent]) -> None:
         """Send committed events, in commit order. Never blocks: PUB drops at its HWM."""
         for event in events:
-            self._socket.send_multipart(
-                encode_stream_message(event.event_id, self._previous_id, event.data),
-                copy=False,
-            )
-            self._previous_id = event.event_id
+            event_id = format_event_id(event.event_id)
+            send(self._socket, (event_id, self._previous_id, event.data))
+            self._previous_id = event_id

@@ -27,11 +27,12 @@ class MemoryStore(EventStore):
         self._check_open()
         recorded_at = time.time_ns() // 1000
         position = len(self._events)
-        heads = dict(self._stream_heads)
+        # Only the streams this call touches; committed into _stream_heads at the end.
+        heads: dict[str, int] = {}
         seen: set[uuid.UUID] = set()
         results: list[tuple[RecordedEvent, ...]] = []
         for request in requests:
-            version = heads.get(request.stream, -1)
+            version = heads.get(request.stream, self._stream_heads.get(request.stream, -1))
             stored = []
             for event in request.events:
                 if event.event_id in self._positions or event.event_id in seen:
@@ -58,7 +59,7 @@ class MemoryStore(EventStore):
             for recorded in batch:
                 self._events.append(recorded)
                 self._positions[recorded.event_id] = recorded.position
-        self._stream_heads = heads
+        self._stream_heads.update(heads)
         return results
 
     def read_all(

@@ -103,18 +103,30 @@ def test_error_reply_decoding_raises_with_reason() -> None:
 
 
 def test_envelope_of_a_req_client_keeps_identity_and_delimiter() -> None:
-    envelope = split_envelope([b"\x00id", b"", b"PUBLISH", b"x"])
+    envelope = split_envelope([b"\x00id", b"", b"PUBLISH", b"x"], seed.is_command)
     assert envelope.routing == (b"\x00id", b"")
     assert envelope.body == (b"PUBLISH", b"x")
 
 
 def test_envelope_without_delimiter_routes_by_identity() -> None:
-    envelope = split_envelope([b"\x00id", b"PUBLISH", b"x"])
+    envelope = split_envelope([b"\x00id", b"PUBLISH", b"x"], seed.is_command)
     assert envelope.routing == (b"\x00id",)
     assert envelope.body == (b"PUBLISH", b"x")
 
 
 def test_envelope_with_empty_body() -> None:
-    envelope = split_envelope([b"\x00id", b""])
+    envelope = split_envelope([b"\x00id", b""], seed.is_command)
     assert envelope.body == ()
     assert isinstance(seed.parse_request(envelope.body), seed.BadRequest)
+
+
+def test_envelope_of_a_bare_dealer_keeps_empty_bounds_in_the_body() -> None:
+    envelope = split_envelope([b"\x00id", b"QUERY", b"", b""], seed.is_command)
+    assert envelope.routing == (b"\x00id",)
+    assert envelope.body == (b"QUERY", b"", b"")
+
+
+def test_envelope_through_a_broker_keeps_every_routing_frame() -> None:
+    envelope = split_envelope([b"broker", b"client", b"", b"QUERY", b"", b""], seed.is_command)
+    assert envelope.routing == (b"broker", b"client", b"")
+    assert envelope.body == (b"QUERY", b"", b"")
