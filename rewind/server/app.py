@@ -24,8 +24,8 @@ from rewind.errors import RewindError, StorageError
 from rewind.model import AppendRequest, RecordedEvent
 from rewind.protocol import seed
 from rewind.protocol.envelope import split_envelope
-from rewind.server.config import ServerConfig
 from rewind.server import transport
+from rewind.server.config import ServerConfig
 from rewind.server.feeds import SeedFeed
 from rewind.server.seed_handler import answer_query, publish_request
 from rewind.storage import open_store
