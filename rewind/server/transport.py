@@ -23,7 +23,8 @@ _POLLIN = int(zmq.POLLIN)
 
 def has_message(sock: zmq.Socket[Any]) -> bool:
     """Whether a message can be received right now, without raising."""
-    return bool(sock.getsockopt(_EVENTS) & _POLLIN)
+    events: int = sock.getsockopt(_EVENTS)  # type: ignore[assignment]
+    return bool(events & _POLLIN)
 
 
 def receive(sock: zmq.Socket[Any]) -> list[bytes]:
