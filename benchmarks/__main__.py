@@ -1,0 +1,121 @@
+"""``python -m benchmarks``: run the benchmarks and print a table of figures beside baselines."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.report import Row, render_table, write_json
+from benchmarks.settings import FULL, QUICK
+from benchmarks.store import DATA_DIR
+from benchmarks.suites import Run, big_store, concurrent, single_client
+
+ROW_NAMES = {
+    "memory": "row 1: one client publishing to a memory: server",
+    "sqlite": "row 2: one client publishing durably to an sqlite: server",
+    "concurrent": "row 3: many client processes publishing durably",
+    "read": "rows 4a/4b: paged QUERY reads from the start and the middle of a big store",
+    "startup": "rows 5a-5c: start-up time and RSS on a big store",
+}
+
+
+def _parse_only(text: str) -> set[str]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(ROW_NAMES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown row {', '.join(unknown) or '(none)'}; choose from {', '.join(ROW_NAMES)}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure Rewind against baselines taken in the same run.",
+        epilog="Rows: " + "; ".join(f"{name} = {text}" for name, text in ROW_NAMES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller stores and shorter windows: a smoke run, not a measurement",
+    )
+    parser.add_argument(
+        "--only",
+        type=_parse_only,
+        metavar="NAME[,NAME]",
+        help=f"run only these rows ({', '.join(ROW_NAMES)})",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
+    return parser
+
+
+def _progress(message: str) -> None:
+    # Progress goes to stderr so that stdout carries nothing but the report.
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen rows, print the table, optionally write JSON."""
+    args = build_parser().parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    wanted: set[str] = args.only or set(ROW_NAMES)
+    started = time.perf_counter()
+    started_at = datetime.datetime.now(datetime.UTC)
+    rows: list[Row] = []
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # Scratch stores live beside the cached ones, on the same disk, and vanish afterwards.
+    with tempfile.TemporaryDirectory(dir=DATA_DIR, prefix="run-") as scratch:
+        run = Run(settings, Path(scratch), progress=_progress)
+        if wanted & {"memory", "sqlite"}:
+            rows += single_client(run, wanted)
+        if "concurrent" in wanted:
+            rows += concurrent(run)
+        if wanted & {"read", "startup"}:
+            rows += big_store(run, wanted)
+    elapsed = time.perf_counter() - started
+
+    cpus = os.cpu_count() or 0
+    print(
+        f"Rewind benchmarks ({settings.mode} run), {started_at:%Y-%m-%d %H:%M} UTC: "
+        f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
+        f"{cpus} CPUs"
+    )
+    print()
+    print(render_table(rows))
+    print()
+    for note in run.notes:
+        print(f"* {note}")
+    passed = sum(row.passed for row in rows)
+    print(f"* {passed} of {len(rows)} rows meet their targets; run took {elapsed:.1f} s")
+    if args.json is not None:
+        write_json(
+            args.json,
+            rows,
+            run.notes,
+            {
+                "mode": settings.mode,
+                "started_at": started_at.isoformat(),
+                "seconds": elapsed,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "cpus": cpus,
+                "settings": {
+                    name: getattr(settings, name) for name in settings.__dataclass_fields__
+                },
+            },
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
