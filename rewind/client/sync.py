@@ -81,8 +81,8 @@ class Client:
         Either bound may be ``None`` (open). Pages through the server's replies
         lazily, so any number of events can be read.
         """
-        cursor = from_id.encode("ascii") if from_id else None
-        upper = to_id.encode("ascii") if to_id else None
+        cursor = from_id.encode("utf-8") if from_id else None
+        upper = to_id.encode("utf-8") if to_id else None
         while True:
             reply = self._request(seed.encode_query(cursor, upper), retry=True)
             try:
@@ -159,9 +159,10 @@ class Client:
         try:
             yield from self.query(from_id=last, to_id=through)
         except ServerError as exc:
-            # "through" precedes "last": it was delivered already. Any other
-            # error leaves ``last`` unchanged, so the next message retries.
-            log.debug("skipping streamed event %s: %s", through, exc.reason)
+            if seed.FROM_AFTER_TO not in exc.reason:
+                raise
+            # "through" precedes "last": it was delivered from history already.
+            log.debug("skipping streamed event %s, delivered already", through)
 
     # Plumbing ----------------------------------------------------------------------
 

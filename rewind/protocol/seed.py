@@ -71,6 +71,15 @@ def is_command(frame: bytes) -> bool:
     return frame in COMMANDS
 
 
+FROM_AFTER_TO = "comes after to event id"
+"""Marks the reason of the error for a QUERY whose ``from`` is later than its ``to``."""
+
+
+def from_after_to_reason(from_id: uuid.UUID | None, to_id: uuid.UUID | None) -> str:
+    """The error reason for a QUERY whose ``from`` event comes after its ``to`` event."""
+    return f"from event id {from_id} {FROM_AFTER_TO} {to_id}"
+
+
 def _printable(frame: bytes, limit: int = 60) -> str:
     text = frame[:limit].decode("ascii", errors="backslashreplace")
     return text + ("…" if len(frame) > limit else "")

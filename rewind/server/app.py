@@ -1,10 +1,11 @@
 """Server lifecycle and the ZeroMQ loop.
 
-One thread owns every socket and the store. Each turn of the loop drains the
-requests already waiting on the ROUTER socket, commits every append among them
-in one transaction (group commit), and only then replies and broadcasts. Reads
-that arrive behind appends from the same turn wait for that commit, so a
-client never reads less than it has already been told is stored.
+One thread owns every socket. Each turn of the loop drains the requests
+already waiting on the ROUTER socket and hands their appends to the committer
+(see :mod:`rewind.server.writer`); when a commit completes, its events are
+broadcast and its writers answered, never before. A read that arrives behind
+appends not yet committed waits for them, so a client never reads less than
+it has already been told is stored.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rewind.server import transport
 from rewind.server.config import ServerConfig
 from rewind.server.feeds import SeedFeed
 from rewind.server.seed_handler import answer_query, publish_request
+from rewind.server.writer import CommittedBatch, Committer, committer_for
 from rewind.storage import open_store
 from rewind.storage.base import EventStore
 
@@ -39,16 +41,29 @@ MAX_REQUESTS_PER_TURN = 1024
 LINGER_MS = 2000
 """How long closing sockets may spend flushing replies already queued."""
 
+POLL_INTERVAL_MS = 1000
+
 
 class StartupError(RewindError):
     """The server cannot start; the message says why in one line."""
 
 
-@dataclass(slots=True)
-class _PendingAppend:
+@dataclass(frozen=True, slots=True)
+class PendingAppend:
+    """An append on its way to the store, with what to answer once it is committed."""
+
     routing: tuple[bytes, ...]
     request: AppendRequest
     reply: Callable[[tuple[RecordedEvent, ...]], list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredRead:
+    """A read waiting for the appends that arrived before it to commit."""
+
+    routing: tuple[bytes, ...]
+    answer: Callable[[EventStore], list[bytes]]
+    after_appends: int
 
 
 def _published(_events: tuple[RecordedEvent, ...]) -> list[bytes]:
@@ -62,13 +77,17 @@ class Server:
         self.config = config
         self._context = context or zmq.Context.instance()
         self._store: EventStore | None = None
+        self._committer: Committer[PendingAppend] | None = None
         self._router: zmq.Socket[bytes] | None = None
         self._publisher: zmq.Socket[bytes] | None = None
         self._feed: SeedFeed | None = None
         self._stop_requested = False
         self._wakeup_reader: socket.socket | None = None
         self._wakeup_writer: socket.socket | None = None
-        self._pending: list[_PendingAppend] = []
+        self._pending: list[PendingAppend] = []
+        self._deferred: list[DeferredRead] = []
+        self._appends_submitted = 0
+        self._appends_completed = 0
         self.query_endpoints: list[str] = []
         self.streaming_endpoints: list[str] = []
 
@@ -80,8 +99,6 @@ class Server:
             self._store = open_store(self.config.storage)
         except RewindError as exc:
             raise StartupError(f"storage {self.config.storage}: {exc}") from None
-        if not self._store.durable:
-            log.warning("storage is memory: — events are NOT kept; they vanish when Rewind stops")
         try:
             last = self._store.last_event()
             self._router = self._context.socket(zmq.ROUTER)
@@ -99,6 +116,9 @@ class Server:
             self.shutdown()
             raise
         self._feed = SeedFeed(self._publisher, None if last is None else last.event_id)
+        self._committer = committer_for(self._store)
+        if not self._store.durable:
+            log.warning("storage is memory: — events are NOT kept; they vanish when Rewind stops")
         durability = "durable" if self._store.durable else "NOT durable"
         log.info(
             "Rewind ready: query endpoint %s; streaming endpoint %s; storage %s (%s)",
@@ -137,22 +157,38 @@ class Server:
         self._stop_requested = True
 
     def serve_forever(self) -> None:
-        """Serve until a stop is requested; in-flight appends are committed and answered."""
-        assert self._router is not None
+        """Serve until a stop is requested, then finish and answer every accepted append."""
+        assert self._router is not None and self._committer is not None
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         if self._wakeup_reader is not None:
             poller.register(self._wakeup_reader, zmq.POLLIN)
+        commits = self._committer.wakeup_fd
+        if commits is not None:
+            poller.register(commits, zmq.POLLIN)
         while not self._stop_requested:
-            ready = dict(poller.poll(timeout=1000))
-            if self._wakeup_reader is not None and self._wakeup_reader.fileno() in ready:
-                self._drain_wakeup()
+            ready = dict(poller.poll(POLL_INTERVAL_MS))
             if self._router in ready:
                 self._serve_waiting_requests()
+            if commits in ready:
+                self._finish_commits()
+            if self._wakeup_reader is not None and self._wakeup_reader.fileno() in ready:
+                self._drain_wakeup()
+        self._finish_in_flight()
         log.info("stopped serving")
 
+    def _finish_in_flight(self) -> None:
+        assert self._committer is not None
+        self._submit_pending()
+        while self._appends_completed < self._appends_submitted:
+            self._committer.wait(timeout=1.0)
+            self._finish_commits()
+
     def shutdown(self) -> None:
-        """Close sockets and store. Safe to call more than once."""
+        """Close committer, sockets and store. Safe to call more than once."""
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
         for sock in (self._router, self._publisher):
             if sock is not None and not sock.closed:
                 sock.close()
@@ -179,54 +215,82 @@ class Server:
     # Request handling ------------------------------------------------------------
 
     def _serve_waiting_requests(self) -> None:
-        assert self._router is not None
         router = self._router
+        assert router is not None
         for _ in range(MAX_REQUESTS_PER_TURN):
             if not transport.has_message(router):
                 break
             self._handle(transport.receive(router))
-        self._commit_pending()
+        self._submit_pending()
 
     def _handle(self, frames: list[bytes]) -> None:
         envelope = split_envelope(frames, seed.is_command)
         request = seed.parse_request(envelope.body)
         if isinstance(request, seed.Publish):
             self._pending.append(
-                _PendingAppend(
+                PendingAppend(
                     envelope.routing,
                     publish_request(request, self.config.default_stream),
                     _published,
                 )
             )
         elif isinstance(request, seed.Query):
-            self._commit_pending()
-            assert self._store is not None
-            try:
-                reply = answer_query(self._store, request)
-            except StorageError as exc:
-                log.error("query failed: %s", exc)
-                reply = seed.encode_error(f"storage failure: {exc}")
-            self._send(envelope.routing, reply)
+            query = request
+            self._read(envelope.routing, lambda store: answer_query(store, query))
         else:
             log.info("bad request: %s", request.reason)
             self._send(envelope.routing, seed.encode_error(request.reason))
 
-    def _commit_pending(self) -> None:
+    def _read(
+        self, routing: tuple[bytes, ...], answer: Callable[[EventStore], list[bytes]]
+    ) -> None:
+        self._submit_pending()
+        if self._appends_completed < self._appends_submitted or self._deferred:
+            self._deferred.append(DeferredRead(routing, answer, self._appends_submitted))
+        else:
+            self._answer_read(routing, answer)
+
+    def _answer_read(
+        self, routing: tuple[bytes, ...], answer: Callable[[EventStore], list[bytes]]
+    ) -> None:
+        assert self._store is not None
+        try:
+            reply = answer(self._store)
+        except StorageError as exc:
+            log.error("read failed: %s", exc)
+            reply = seed.encode_error(f"storage failure: {exc}")
+        self._send(routing, reply)
+
+    def _submit_pending(self) -> None:
         if not self._pending:
             return
+        assert self._committer is not None
         pending, self._pending = self._pending, []
-        assert self._store is not None and self._feed is not None
-        try:
-            results = self._store.append([item.request for item in pending])
-        except StorageError as exc:
-            log.error("commit of %d appends failed: %s", len(pending), exc)
-            for item in pending:
-                self._send(item.routing, seed.encode_error(f"not stored: {exc}"))
+        self._appends_submitted += len(pending)
+        self._committer.submit(pending)
+        if self._committer.wakeup_fd is None:
+            self._finish_commits()
+
+    def _finish_commits(self) -> None:
+        assert self._committer is not None
+        for batch in self._committer.take_completed():
+            self._finish_batch(batch)
+            self._appends_completed += len(batch.items)
+        while self._deferred and self._deferred[0].after_appends <= self._appends_completed:
+            read = self._deferred.pop(0)
+            self._answer_read(read.routing, read.answer)
+
+    def _finish_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
+        assert self._feed is not None
+        if batch.error is not None:
+            log.error("commit of %d appends failed: %s", len(batch.items), batch.error)
+            for item in batch.items:
+                self._send(item.routing, seed.encode_error(f"not stored: {batch.error}"))
             return
         # Durable now: tell the world, then the writers.
-        for events in results:
+        for events in batch.results:
             self._feed.broadcast(events)
-        for item, events in zip(pending, results, strict=True):
+        for item, events in zip(batch.items, batch.results, strict=True):
             self._send(item.routing, item.reply(events))
 
     def _send(self, routing: tuple[bytes, ...], frames: list[bytes]) -> None:

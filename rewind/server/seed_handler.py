@@ -26,9 +26,7 @@ def answer_query(store: EventStore, query: seed.Query) -> list[bytes]:
         if through is None:
             return seed.encode_error(f"unknown to event id {query.to_id}")
         if through < after:
-            return seed.encode_error(
-                f"from event id {query.from_id} comes after to event id {query.to_id}"
-            )
+            return seed.encode_error(seed.from_after_to_reason(query.from_id, query.to_id))
     events: list[RecordedEvent] = store.read_all(
         after=after, through=through, limit=seed.QUERY_PAGE_SIZE
     )

@@ -18,6 +18,9 @@ class EventStore(ABC):
 
     Positions start at 1 and grow by one per event in commit order. Stream
     versions start at 0 and grow by one per event within a stream.
+
+    One thread may append while another reads: a read sees every append that
+    returned before it started, and never part of one.
     """
 
     kind: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,8 +23,15 @@ class MemoryStore(EventStore):
         self._positions: dict[uuid.UUID, int] = {}
         self._stream_heads: dict[str, int] = {}
         self._closed = False
+        # Readers and the writer may be different threads; a lock keeps a
+        # reader from seeing half of an append.
+        self._lock = threading.Lock()
 
     def append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
+        with self._lock:
+            return self._append(requests)
+
+    def _append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
         self._check_open()
         recorded_at = time.time_ns() // 1000
         position = len(self._events)
@@ -66,9 +74,10 @@ class MemoryStore(EventStore):
         self, *, after: int = 0, through: int | None = None, limit: int
     ) -> list[RecordedEvent]:
         self._check_open()
-        end = len(self._events) if through is None else min(through, len(self._events))
-        start = max(after, 0)
-        return self._events[start : max(start, min(end, start + limit))]
+        with self._lock:
+            end = len(self._events) if through is None else min(through, len(self._events))
+            start = max(after, 0)
+            return self._events[start : max(start, min(end, start + limit))]
 
     def position_of(self, event_id: uuid.UUID) -> int | None:
         self._check_open()
@@ -76,7 +85,8 @@ class MemoryStore(EventStore):
 
     def last_event(self) -> RecordedEvent | None:
         self._check_open()
-        return self._events[-1] if self._events else None
+        with self._lock:
+            return self._events[-1] if self._events else None
 
     def close(self) -> None:
         self._closed = True

@@ -1,7 +1,9 @@
 """The embedded default store: one SQLite file in WAL mode with ``synchronous=FULL``.
 
 Every :meth:`SQLiteStore.append` call is one transaction, so the server's group
-commit (many appends, one fsync) maps directly onto it.
+commit (many appends, one fsync) maps directly onto it. Appends use one
+connection and reads another: WAL lets a reader thread see every committed
+transaction while a writer thread is busy with the next one.
 """
 
 from __future__ import annotations
@@ -67,21 +69,26 @@ class SQLiteStore(EventStore):
             ) from exc
         try:
             # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._write_db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot open {self.path}: {exc}") from exc
         try:
             self._prepare(integrity_check)
+            self._read_db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.DatabaseError as exc:
-            self._db.close()
+            self._write_db.close()
             raise StoreUnavailableError(f"{self.path} is not a usable Rewind store: {exc}") from exc
         except StoreUnavailableError:
-            self._db.close()
+            self._write_db.close()
             raise
         self._closed = False
 
     def _prepare(self, integrity_check: bool) -> None:
-        db = self._db
+        db = self._write_db
         # Reading the header first makes "file is not a database" surface here.
         application_id = db.execute("PRAGMA application_id").fetchone()[0]
         table_count = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
@@ -114,7 +121,7 @@ class SQLiteStore(EventStore):
     def append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
         self._check_open()
         recorded_at = time.time_ns() // 1000
-        db = self._db
+        db = self._write_db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -132,7 +139,7 @@ class SQLiteStore(EventStore):
     def _insert(
         self, requests: Sequence[AppendRequest], recorded_at: int
     ) -> list[tuple[RecordedEvent, ...]]:
-        db = self._db
+        db = self._write_db
         # Read inside the write transaction, so another process sharing the file
         # can never make two appends pick the same position.
         position: int = db.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
@@ -184,7 +191,7 @@ class SQLiteStore(EventStore):
         self._check_open()
         upper = through if through is not None else 2**63 - 1
         try:
-            rows = self._db.execute(
+            rows = self._read_db.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE position > ? AND position <= ? "
                 "ORDER BY position LIMIT ?",
                 (after, upper, limit),
@@ -196,7 +203,7 @@ class SQLiteStore(EventStore):
     def position_of(self, event_id: uuid.UUID) -> int | None:
         self._check_open()
         try:
-            row = self._db.execute(
+            row = self._read_db.execute(
                 "SELECT position FROM events WHERE event_id = ?", (event_id.bytes,)
             ).fetchone()
         except sqlite3.Error as exc:
@@ -206,7 +213,7 @@ class SQLiteStore(EventStore):
     def last_event(self) -> RecordedEvent | None:
         self._check_open()
         try:
-            row = self._db.execute(
+            row = self._read_db.execute(
                 f"SELECT {_COLUMNS} FROM events ORDER BY position DESC LIMIT 1"
             ).fetchone()
         except sqlite3.Error as exc:
@@ -216,7 +223,8 @@ class SQLiteStore(EventStore):
     def close(self) -> None:
         if not getattr(self, "_closed", True):
             self._closed = True
-            self._db.close()
+            self._read_db.close()
+            self._write_db.close()
 
     def _check_open(self) -> None:
         if self._closed:

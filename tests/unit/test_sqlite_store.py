@@ -23,7 +23,7 @@ def test_a_new_store_creates_its_directories_and_marks_the_file(tmp_path: Path) 
 def test_commits_are_synchronous_full(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "events.db")
     try:
-        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store._write_db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         store.close()
 
@@ -40,7 +40,7 @@ def test_reads_use_indexes_not_scans(tmp_path: Path) -> None:
         for name, sql in plans.items():
             plan = " ".join(
                 row[3]
-                for row in store._db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?"))
+                for row in store._write_db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?"))
             )
             assert "SCAN" not in plan, f"{name} scans: {plan}"
     finally:

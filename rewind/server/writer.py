@@ -1,0 +1,166 @@
+"""Group commit: turning many waiting appends into one transaction.
+
+The server loop hands every append it has drained to a committer and carries
+on serving. A durable store commits on a writer thread, so that while one
+transaction waits for the disk the loop keeps receiving, and the next
+transaction takes everything that arrived meanwhile. A store that does not
+wait for a disk (memory) commits inline: a thread hand-off would cost more
+than the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from rewind.errors import StorageError
+from rewind.model import AppendRequest, RecordedEvent
+from rewind.storage.base import EventStore
+
+log = logging.getLogger("rewind.server")
+
+
+class HasAppend(Protocol):
+    """Anything carrying an append to commit (the server adds reply routing)."""
+
+    @property
+    def request(self) -> AppendRequest: ...
+
+
+ItemT = TypeVar("ItemT", bound=HasAppend)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBatch(Generic[ItemT]):
+    """Items committed together: ``results[i]`` holds what ``items[i]`` stored.
+
+    On failure ``error`` is set, ``results`` is empty, and nothing was stored.
+    """
+
+    items: Sequence[ItemT]
+    results: Sequence[tuple[RecordedEvent, ...]]
+    error: StorageError | None = None
+
+
+def commit(store: EventStore, items: Sequence[ItemT]) -> CommittedBatch[ItemT]:
+    """Commit items in one transaction, turning any failure into the batch's error."""
+    try:
+        return CommittedBatch(items, store.append([item.request for item in items]))
+    except StorageError as exc:
+        return CommittedBatch(items, (), exc)
+    except Exception as exc:  # an unexpected bug must not kill the writer silently
+        log.exception("unexpected error while committing")
+        return CommittedBatch(items, (), StorageError(f"internal error: {exc}"))
+
+
+class InlineCommitter(Generic[ItemT]):
+    """Commits on the caller's thread; results are ready as soon as submit returns."""
+
+    wakeup_fd: int | None = None
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._done: deque[CommittedBatch[ItemT]] = deque()
+
+    def submit(self, items: Sequence[ItemT]) -> None:
+        """Commit ``items`` now."""
+        self._done.append(commit(self._store, items))
+
+    def take_completed(self) -> list[CommittedBatch[ItemT]]:
+        """Every batch committed (or failed) since the last call, in submit order."""
+        done = list(self._done)
+        self._done.clear()
+        return done
+
+    def wait(self, timeout: float | None) -> None:
+        """Nothing is ever in flight here."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ThreadedCommitter(Generic[ItemT]):
+    """Commits on a writer thread; everything submitted meanwhile shares the next commit.
+
+    Completed batches are collected with :meth:`take_completed`; a byte is
+    written to :attr:`wakeup_fd`'s socket whenever one completes, so the
+    server's poller wakes up for it.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._condition = threading.Condition()
+        self._queue: list[ItemT] = []
+        self._done: deque[CommittedBatch[ItemT]] = deque()
+        self._closing = False
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self.wakeup_fd: int | None = self._wake_reader.fileno()
+        self._thread = threading.Thread(target=self._run, name="rewind-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, items: Sequence[ItemT]) -> None:
+        """Queue ``items`` for the next commit."""
+        with self._condition:
+            self._queue.extend(items)
+            self._condition.notify()
+
+    def take_completed(self) -> list[CommittedBatch[ItemT]]:
+        """Every batch committed (or failed) since the last call, in submit order."""
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_reader.recv(4096):
+                pass
+        done = []
+        while self._done:
+            done.append(self._done.popleft())
+        return done
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until a batch completes or ``timeout`` seconds pass."""
+        self._wake_reader.settimeout(timeout)
+        try:
+            data = self._wake_reader.recv(1, socket.MSG_PEEK)
+        except (TimeoutError, BlockingIOError):
+            data = b""
+        finally:
+            self._wake_reader.setblocking(False)
+        del data
+
+    def close(self) -> None:
+        """Commit whatever is queued, then stop the writer thread."""
+        with self._condition:
+            self._closing = True
+            self._condition.notify()
+        self._thread.join()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._queue and not self._closing:
+                    self._condition.wait()
+                if not self._queue:
+                    return
+                items, self._queue = self._queue, []
+            self._done.append(commit(self._store, items))
+            # A full socket buffer means the reader has wake-ups waiting already.
+            with contextlib.suppress(BlockingIOError):
+                self._wake_writer.send(b"\x01")
+
+
+Committer = InlineCommitter[ItemT] | ThreadedCommitter[ItemT]
+
+
+def committer_for(store: EventStore) -> Committer[ItemT]:
+    """A writer thread for stores that wait on a disk, inline commits otherwise."""
+    if store.durable:
+        return ThreadedCommitter(store)
+    return InlineCommitter(store)
