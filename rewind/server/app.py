@@ -217,10 +217,15 @@ class Server:
     def _serve_waiting_requests(self) -> None:
         router = self._router
         assert router is not None
+        # The poller said a message is waiting, so the first receive needs no check.
         for _ in range(MAX_REQUESTS_PER_TURN):
+            try:
+                frames = transport.receive(router)
+            except zmq.Again:
+                break
+            self._handle(frames)
             if not transport.has_message(router):
                 break
-            self._handle(transport.receive(router))
         self._submit_pending()
 
     def _handle(self, frames: list[bytes]) -> None:
