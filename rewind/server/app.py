@@ -3,9 +3,9 @@
 One thread owns every socket. Each turn of the loop drains the requests
 already waiting on the ROUTER socket and hands their appends to the committer
 (see :mod:`rewind.server.writer`); when a commit completes, its events are
-broadcast and its writers answered, never before. A read that arrives behind
-appends not yet committed waits for them, so a client never reads less than
-it has already been told is stored.
+broadcast and its writers answered, never before. Replies leave in the order
+the requests arrived; a read runs only once every append that arrived before
+it is committed, so a client never reads less than it has been told is stored.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import errno
 import logging
 import signal
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -48,22 +49,28 @@ class StartupError(RewindError):
     """The server cannot start; the message says why in one line."""
 
 
+@dataclass(slots=True)
+class Reply:
+    """A place in the reply queue, filled in when the answer is known.
+
+    Replies leave in the order their requests arrived, so a client that
+    pipelines requests on one connection can match them up by order. A read's
+    answer is computed only when it reaches the head of the queue, that is
+    once every append that arrived before it has been committed.
+    """
+
+    routing: tuple[bytes, ...]
+    frames: list[bytes] | None = None
+    read: Callable[[EventStore], list[bytes]] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PendingAppend:
-    """An append on its way to the store, with what to answer once it is committed."""
+    """An append on its way to the store, with the reply waiting for its outcome."""
 
-    routing: tuple[bytes, ...]
     request: AppendRequest
-    reply: Callable[[tuple[RecordedEvent, ...]], list[bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class DeferredRead:
-    """A read waiting for the appends that arrived before it to commit."""
-
-    routing: tuple[bytes, ...]
-    answer: Callable[[EventStore], list[bytes]]
-    after_appends: int
+    reply: Reply
+    encode: Callable[[tuple[RecordedEvent, ...]], list[bytes]]
 
 
 def _published(_events: tuple[RecordedEvent, ...]) -> list[bytes]:
@@ -85,9 +92,8 @@ class Server:
         self._wakeup_reader: socket.socket | None = None
         self._wakeup_writer: socket.socket | None = None
         self._pending: list[PendingAppend] = []
-        self._deferred: list[DeferredRead] = []
-        self._appends_submitted = 0
-        self._appends_completed = 0
+        self._replies: deque[Reply] = deque()
+        self._appends_in_flight = 0
         self.query_endpoints: list[str] = []
         self.streaming_endpoints: list[str] = []
 
@@ -180,7 +186,7 @@ class Server:
     def _finish_in_flight(self) -> None:
         assert self._committer is not None
         self._submit_pending()
-        while self._appends_completed < self._appends_submitted:
+        while self._appends_in_flight:
             self._committer.wait(timeout=1.0)
             self._finish_commits()
 
@@ -227,51 +233,34 @@ class Server:
             if not transport.has_message(router):
                 break
         self._submit_pending()
+        self._send_ready_replies()
 
     def _handle(self, frames: list[bytes]) -> None:
         envelope = split_envelope(frames, seed.is_command)
         request = seed.parse_request(envelope.body)
+        reply = Reply(envelope.routing)
+        self._replies.append(reply)
         if isinstance(request, seed.Publish):
             self._pending.append(
                 PendingAppend(
-                    envelope.routing,
-                    publish_request(request, self.config.default_stream),
-                    _published,
+                    publish_request(request, self.config.default_stream), reply, _published
                 )
             )
         elif isinstance(request, seed.Query):
             query = request
-            self._read(envelope.routing, lambda store: answer_query(store, query))
+            reply.read = lambda store: answer_query(store, query)
+            # Appends that arrived before this read must commit before it runs.
+            self._submit_pending()
         else:
             log.info("bad request: %s", request.reason)
-            self._send(envelope.routing, seed.encode_error(request.reason))
-
-    def _read(
-        self, routing: tuple[bytes, ...], answer: Callable[[EventStore], list[bytes]]
-    ) -> None:
-        self._submit_pending()
-        if self._appends_completed < self._appends_submitted or self._deferred:
-            self._deferred.append(DeferredRead(routing, answer, self._appends_submitted))
-        else:
-            self._answer_read(routing, answer)
-
-    def _answer_read(
-        self, routing: tuple[bytes, ...], answer: Callable[[EventStore], list[bytes]]
-    ) -> None:
-        assert self._store is not None
-        try:
-            reply = answer(self._store)
-        except StorageError as exc:
-            log.error("read failed: %s", exc)
-            reply = seed.encode_error(f"storage failure: {exc}")
-        self._send(routing, reply)
+            reply.frames = seed.encode_error(request.reason)
 
     def _submit_pending(self) -> None:
         if not self._pending:
             return
         assert self._committer is not None
         pending, self._pending = self._pending, []
-        self._appends_submitted += len(pending)
+        self._appends_in_flight += len(pending)
         self._committer.submit(pending)
         if self._committer.wakeup_fd is None:
             self._finish_commits()
@@ -280,23 +269,44 @@ class Server:
         assert self._committer is not None
         for batch in self._committer.take_completed():
             self._finish_batch(batch)
-            self._appends_completed += len(batch.items)
-        while self._deferred and self._deferred[0].after_appends <= self._appends_completed:
-            read = self._deferred.pop(0)
-            self._answer_read(read.routing, read.answer)
+            self._appends_in_flight -= len(batch.items)
+        self._send_ready_replies()
 
     def _finish_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
         assert self._feed is not None
         if batch.error is not None:
             log.error("commit of %d appends failed: %s", len(batch.items), batch.error)
+            failure = seed.encode_error(f"not stored: {batch.error}")
             for item in batch.items:
-                self._send(item.routing, seed.encode_error(f"not stored: {batch.error}"))
+                item.reply.frames = failure
             return
-        # Durable now: tell the world, then the writers.
+        # Durable now: tell the world; the writers' replies follow in order.
         for events in batch.results:
             self._feed.broadcast(events)
         for item, events in zip(batch.items, batch.results, strict=True):
-            self._send(item.routing, item.reply(events))
+            item.reply.frames = item.encode(events)
+
+    def _send_ready_replies(self) -> None:
+        replies = self._replies
+        while replies:
+            head = replies[0]
+            if head.read is not None:
+                # Every reply ahead of this read has gone out, so every append
+                # that arrived before it is committed: the read sees them all.
+                head.frames = self._answer_read(head.read)
+            elif head.frames is None:
+                return
+            replies.popleft()
+            assert head.frames is not None
+            self._send(head.routing, head.frames)
+
+    def _answer_read(self, read: Callable[[EventStore], list[bytes]]) -> list[bytes]:
+        assert self._store is not None
+        try:
+            return read(self._store)
+        except StorageError as exc:
+            log.error("read failed: %s", exc)
+            return seed.encode_error(f"storage failure: {exc}")
 
     def _send(self, routing: tuple[bytes, ...], frames: list[bytes]) -> None:
         assert self._router is not None

@@ -143,12 +143,6 @@ def test_pipelined_query_sees_earlier_publishes(
     assert (body[1], body[3], body[4]) == (b"first", b"second", b"END")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replies to a pipelining DEALER come back out of request order: an ERROR for a "
-    "bad request is sent at once, ahead of PUBLISHED replies still waiting for their "
-    "commit; with sqlite a QUERY's reply can also come after a later PUBLISH's",
-)
 def test_pipelined_replies_keep_request_order(server: ServerProcess, zmq_context: Context) -> None:
     """A DEALER that pipelines mixed requests gets the replies in the order it sent them,
     the only way it can tell which reply answers which request."""

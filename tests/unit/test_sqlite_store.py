@@ -40,7 +40,9 @@ def test_reads_use_indexes_not_scans(tmp_path: Path) -> None:
         for name, sql in plans.items():
             plan = " ".join(
                 row[3]
-                for row in store._write_db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?"))
+                for row in store._write_db.execute(
+                    "EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?")
+                )
             )
             assert "SCAN" not in plan, f"{name} scans: {plan}"
     finally:
