@@ -60,7 +60,9 @@ def _add_serve(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     serve.add_argument("--default-stream", metavar="NAME", help="stream for seed PUBLISH")
     serve.add_argument(
-        "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR (default INFO)"
+        "--log-level",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
     )
     serve.add_argument("--config", metavar="FILE", type=Path, help="TOML configuration file")
     serve.set_defaults(handler=_serve)
@@ -164,8 +166,11 @@ def _add_tools(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _escape(data: bytes) -> str:
-    """Render event data on one line: UTF-8 as is, backslash escapes for the rest."""
-    text = data.decode("utf-8", errors="backslashreplace")
+    """Render event data on one line: UTF-8 as is, backslash escapes for the rest.
+
+    Backslashes themselves are doubled, so the rendering can be read back exactly.
+    """
+    text = data.replace(b"\\", b"\\\\").decode("utf-8", errors="backslashreplace")
     if "\n" in text or "\r" in text or "\t" in text:
         text = text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     return text

@@ -180,7 +180,14 @@ class Client:
             if attempt + 1 < attempts:
                 log.info("no reply from %s, retrying", self.query_endpoint)
                 time.sleep(min(0.1 * 2**attempt, 1.0))
-        raise RequestTimeout(f"no reply from {self.query_endpoint} within {self.timeout} s")
+        raise RequestTimeout(
+            f"no reply from {self.query_endpoint} "
+            + (
+                f"to {attempts} attempts of {self.timeout} s each"
+                if attempts > 1
+                else f"within {self.timeout} s"
+            )
+        )
 
     def _socket(self) -> zmq.Socket[bytes]:
         if self._req is None:

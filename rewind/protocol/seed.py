@@ -82,7 +82,7 @@ def from_after_to_reason(from_id: uuid.UUID | None, to_id: uuid.UUID | None) -> 
 
 def _printable(frame: bytes, limit: int = 60) -> str:
     text = frame[:limit].decode("ascii", errors="backslashreplace")
-    return text + ("…" if len(frame) > limit else "")
+    return text + ("..." if len(frame) > limit else "")
 
 
 def parse_request(body: Sequence[bytes]) -> SeedRequest:
@@ -129,8 +129,8 @@ def encode_query_reply(
 
 
 def encode_error(reason: str) -> list[bytes]:
-    """A one-frame ``ERROR <reason>`` reply."""
-    return [ERROR + b" " + reason.encode("utf-8", errors="replace")]
+    """A one-frame ``ERROR <reason>`` reply; the reason is sent as ASCII, as the seed says."""
+    return [ERROR + b" " + reason.encode("ascii", errors="backslashreplace")]
 
 
 def encode_stream_message(

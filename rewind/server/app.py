@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import socket
 from collections import deque
@@ -100,13 +101,12 @@ class Server:
     # Lifecycle -----------------------------------------------------------------
 
     def startup(self) -> None:
-        """Open the store and bind every socket; raise :class:`StartupError` on failure."""
+        """Bind every socket and open the store; raise :class:`StartupError` on failure.
+
+        Sockets are bound first, so an endpoint in use is reported without
+        creating a store file; requests that arrive meanwhile simply queue.
+        """
         try:
-            self._store = open_store(self.config.storage)
-        except RewindError as exc:
-            raise StartupError(f"storage {self.config.storage}: {exc}") from None
-        try:
-            last = self._store.last_event()
             self._router = self._context.socket(zmq.ROUTER)
             # A reply to a vanished peer must fail loudly (and be dropped by
             # us), never block the loop or vanish silently into a full queue.
@@ -118,6 +118,11 @@ class Server:
             self.streaming_endpoints = self._bind(
                 self._publisher, self.config.streaming_bind_endpoints
             )
+            try:
+                self._store = open_store(self.config.storage)
+            except RewindError as exc:
+                raise StartupError(f"storage {self.config.storage}: {exc}") from None
+            last = self._store.last_event()
         except BaseException:
             self.shutdown()
             raise
@@ -140,7 +145,8 @@ class Server:
             try:
                 sock.bind(endpoint)
             except zmq.ZMQError as exc:
-                raise StartupError(f"cannot bind {endpoint}: {exc.strerror}") from None
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(f"cannot bind {endpoint}: {reason}") from None
             bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         return bound
 

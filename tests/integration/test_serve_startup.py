@@ -104,17 +104,21 @@ def test_sqlite_file_that_is_not_a_rewind_store(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("which", ["query", "streaming"])
 def test_endpoint_in_use(bound_endpoint: str, tmp_path: Path, which: str) -> None:
-    """An endpoint someone else holds is refused in one line naming it."""
+    """An endpoint someone else holds is refused in one line naming it, and no store
+    file is left behind (sockets are bound before the store is created)."""
     flags = {"query": ANY_PORT, "streaming": ANY_PORT, which: bound_endpoint}
+    store = tmp_path / "store" / "events.db"
     result = _serve(
         "--storage",
-        f"sqlite:{tmp_path / 'events.db'}",
+        f"sqlite:{store}",
         "--query-bind-endpoint",
         flags["query"],
         "--streaming-bind-endpoint",
         flags["streaming"],
     )
     assert_one_line_failure(result, bound_endpoint)
+    assert "addr=" not in result.stderr.decode(), "the endpoint is named once"
+    assert not store.parent.exists()
 
 
 def test_endpoint_in_use_with_memory_storage(bound_endpoint: str) -> None:
