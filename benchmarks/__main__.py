@@ -95,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for note in run.notes:
         print(f"* {note}")
-    passed = sum(row.passed for row in rows)
-    print(f"* {passed} of {len(rows)} rows meet their targets; run took {elapsed:.1f} s")
+    judged = [row for row in rows if row.passed is not None]
+    passed = sum(bool(row.passed) for row in judged)
+    print(f"* {passed} of {len(judged)} rows with a target meet it; run took {elapsed:.1f} s")
     if args.json is not None:
         write_json(
             args.json,

@@ -39,7 +39,8 @@ class Row:
     baseline_name: str
     baseline: Figure
     target: str
-    passed: bool
+    passed: bool | None
+    """``None`` for a row reported for comparison only, without a target."""
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,7 +64,7 @@ def render_table(rows: Sequence[Row]) -> str:
             row.baseline.render(),
             f"{row.ratio:.2f}x",
             row.target,
-            "PASS" if row.passed else "FAIL",
+            "" if row.passed is None else ("PASS" if row.passed else "FAIL"),
         )
         for row in rows
     ]
