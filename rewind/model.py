@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 DEFAULT_STREAM = "default"
 """The stream that seed-protocol PUBLISH appends to unless configured otherwise."""
@@ -54,26 +54,26 @@ new_event_id = _TimeUUIDGenerator()
 """Return a fresh server-assigned event id: a type 1 UUID, as the seed names."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event as a writer hands it over, before it has a position."""
+class NewEvent(NamedTuple):
+    """An event as a writer hands it over, before it has a position.
+
+    Without an ``event_id`` the store assigns a fresh one (:data:`new_event_id`).
+    """
 
     data: bytes
-    event_id: uuid.UUID = field(default_factory=new_event_id)
+    event_id: uuid.UUID | None = None
     event_type: str = ""
     metadata: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class AppendRequest:
+class AppendRequest(NamedTuple):
     """Events to append to one stream, atomically."""
 
     stream: str
     events: tuple[NewEvent, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
+class RecordedEvent(NamedTuple):
     """An event as the store holds it, after commit."""
 
     position: int

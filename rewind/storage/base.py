@@ -33,7 +33,8 @@ class EventStore(ABC):
     def append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
         """Commit every request in one transaction and return what was stored.
 
-        The result has one tuple per request, in order. Either everything is
+        The result has one tuple per request, in order. Events without an id
+        get a fresh one (:data:`~rewind.model.new_event_id`). Either everything is
         committed (durably, for a durable store) before this returns, or
         :class:`~rewind.errors.StorageError` is raised and nothing is.
         """

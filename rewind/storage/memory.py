@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 
 from rewind.errors import StorageError
-from rewind.model import AppendRequest, RecordedEvent
+from rewind.model import AppendRequest, RecordedEvent, new_event_id
 from rewind.storage.base import EventStore
 
 
@@ -43,16 +43,17 @@ class MemoryStore(EventStore):
             version = heads.get(request.stream, self._stream_heads.get(request.stream, -1))
             stored = []
             for event in request.events:
-                if event.event_id in self._positions or event.event_id in seen:
+                event_id = event.event_id or new_event_id()
+                if event_id in self._positions or event_id in seen:
                     # Same rule as the SQL backends' unique index: all or nothing.
-                    raise StorageError(f"event id {event.event_id} is already stored")
-                seen.add(event.event_id)
+                    raise StorageError(f"event id {event_id} is already stored")
+                seen.add(event_id)
                 position += 1
                 version += 1
                 stored.append(
                     RecordedEvent(
                         position=position,
-                        event_id=event.event_id,
+                        event_id=event_id,
                         stream=request.stream,
                         version=version,
                         recorded_at_us=recorded_at,

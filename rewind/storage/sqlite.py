@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rewind.errors import StorageError, StoreUnavailableError
-from rewind.model import AppendRequest, RecordedEvent
+from rewind.model import AppendRequest, RecordedEvent, new_event_id
 from rewind.storage.base import EventStore
 
 APPLICATION_ID = 0x52574E44  # "RWND": marks a file as a Rewind store.
@@ -155,11 +155,12 @@ class SQLiteStore(EventStore):
             version = heads[request.stream]
             stored = []
             for event in request.events:
+                event_id = event.event_id or new_event_id()
                 position += 1
                 version += 1
                 recorded = RecordedEvent(
                     position=position,
-                    event_id=event.event_id,
+                    event_id=event_id,
                     stream=request.stream,
                     version=version,
                     recorded_at_us=recorded_at,
@@ -171,7 +172,7 @@ class SQLiteStore(EventStore):
                 rows.append(
                     (
                         position,
-                        event.event_id.bytes,
+                        event_id.bytes,
                         request.stream,
                         version,
                         recorded_at,

@@ -57,6 +57,12 @@ def test_an_empty_store_has_nothing(backend: Backend) -> None:
     assert store.position_of(uuid.uuid1()) is None
 
 
+def test_events_without_an_id_get_a_fresh_type_1_uuid(backend: Backend) -> None:
+    [stored] = backend.store.append([one("s", b"a", b"b")])
+    assert all(event.event_id.version == 1 for event in stored)
+    assert stored[0].event_id != stored[1].event_id
+
+
 def test_positions_start_at_one_and_versions_at_zero(backend: Backend) -> None:
     [stored] = backend.store.append([one("orders", b"a", b"b")])
     assert [(e.position, e.version, e.stream) for e in stored] == [
@@ -66,7 +72,12 @@ def test_positions_start_at_one_and_versions_at_zero(backend: Backend) -> None:
 
 
 def test_every_field_round_trips(backend: Backend) -> None:
-    event = NewEvent(data=b"\x00\xffpayload", event_type="OrderPlaced", metadata=b"\x01meta")
+    event = NewEvent(
+        data=b"\x00\xffpayload",
+        event_id=uuid.uuid1(),
+        event_type="OrderPlaced",
+        metadata=b"\x01meta",
+    )
     [[stored]] = backend.store.append([AppendRequest("orders-1", (event,))])
     assert (stored.event_id, stored.data, stored.event_type, stored.metadata) == (
         event.event_id,
