@@ -30,3 +30,33 @@ class UnknownEventError(RewindError):
     def __init__(self, event_id: str) -> None:
         super().__init__(f"unknown event id {event_id}")
         self.event_id = event_id
+
+
+class AppendRejectedError(RewindError):
+    """One append of a group commit was refused; the others are unaffected."""
+
+
+class WrongExpectedVersionError(AppendRejectedError):
+    """The stream was not at the version the append expected.
+
+    ``actual`` is the stream's last version, or -1 when the stream has no events.
+    """
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream!r}: expected version {expected}, actual version {actual}")
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class EventIdConflictError(AppendRejectedError):
+    """An event id is already stored, but not as this append would store it.
+
+    Re-sending an identical append is not a conflict: it succeeds again with
+    the original positions. Reusing an id for other data, type, metadata,
+    stream or version is.
+    """
+
+    def __init__(self, event_id: str, detail: str) -> None:
+        super().__init__(f"event id {event_id} is already stored {detail}")
+        self.event_id = event_id

@@ -66,11 +66,37 @@ class NewEvent(NamedTuple):
     metadata: bytes = b""
 
 
+ANY_VERSION = -2
+"""Expected version: append whatever the stream's state."""
+NO_STREAM = -1
+"""Expected version: the stream must not exist yet (it has no events)."""
+STREAM_EXISTS = -4
+"""Expected version: the stream must already have at least one event."""
+# Any value >= 0 means: the stream's last version must be exactly this.
+
+
 class AppendRequest(NamedTuple):
-    """Events to append to one stream, atomically."""
+    """Events to append to one stream, atomically, if the stream is as expected."""
 
     stream: str
     events: tuple[NewEvent, ...]
+    expected_version: int = ANY_VERSION
+    """:data:`ANY_VERSION`, :data:`NO_STREAM`, :data:`STREAM_EXISTS` or an exact version."""
+
+
+class StreamInfo(NamedTuple):
+    """What a store knows about one stream. Versions are contiguous, so the
+    event count is ``last_version + 1``."""
+
+    stream: str
+    last_version: int
+    first_position: int
+    last_position: int
+
+    @property
+    def event_count(self) -> int:
+        """Number of events in the stream."""
+        return self.last_version + 1
 
 
 class RecordedEvent(NamedTuple):
