@@ -123,6 +123,8 @@ class Client:
             # Subscribe before reading history: whatever commits meanwhile is
             # buffered on the socket instead of falling between the two.
             last: str | None = after
+            # Live-only has no history to continue from: the first message
+            # received becomes the starting point of the previous-id chain.
             synced = not live_only
             if not live_only:
                 for event in self.query(from_id=after):
