@@ -1,23 +1,39 @@
-"""A friendlier synchronous client for the seed protocol."""
+"""The synchronous client: the seed protocol's publish, query and follow, and Rewind v2."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import zmq
 
+from rewind.client.connection import Connection
 from rewind.client.errors import ProtocolError, RequestTimeout, ServerError
-from rewind.protocol import seed
+from rewind.client.models import AppendResult, EventData, ServerInfo
+from rewind.client.operations import (
+    DEFAULT_PAGE_SIZE,
+    AppendOperation,
+    InfoOperation,
+    ListStreamsOperation,
+    PingOperation,
+    StreamInfoOperation,
+)
+from rewind.client.readers import EventReader, Subscription
+from rewind.client.reads import read_all_spec, read_stream_spec
+from rewind.client.subscription import CatchUp
+from rewind.model import ANY_VERSION, StreamInfo
+from rewind.protocol import seed, v2
 
 log = logging.getLogger("rewind.client")
 
 DEFAULT_QUERY_ENDPOINT = "tcp://127.0.0.1:9090"
 DEFAULT_STREAMING_ENDPOINT = "tcp://127.0.0.1:9091"
+DEFAULT_V2_STREAMING_ENDPOINT = "tcp://127.0.0.1:9092"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,20 +45,34 @@ class Event:
 
 
 class Client:
-    """Publish, query and follow events on a Rewind server.
+    """A connection to a Rewind server: streams and the global log (Rewind v2), and
+    the seed protocol's single log.
 
     Use it as a context manager (or call :meth:`close`)::
 
-        with Client("tcp://127.0.0.1:9090", "tcp://127.0.0.1:9091") as client:
-            client.publish(b"hello")
-            for event in client.query():
-                print(event.id, event.data)
+        with Client("tcp://127.0.0.1:9090") as client:
+            client.append("account-1", [b"opened"], expected_version=NO_STREAM)
+            for event in client.read_stream("account-1"):
+                print(event.version, event.data)
+
+    ``query_endpoint`` is the server's request socket, which serves both
+    protocols; ``streaming_endpoint`` its seed-protocol feed (for
+    :meth:`follow`) and ``v2_streaming_endpoint`` its v2 feed (for
+    :meth:`subscribe`).
 
     ``timeout`` (seconds, ``None`` for no limit) bounds every wait for a reply.
-    A read that times out is retried ``retries`` times on a fresh socket; a
-    publish is never retried automatically, because the seed protocol cannot
-    tell a retried publish from a new one: a :class:`RequestTimeout` from
-    :meth:`publish` means the event may or may not have been stored.
+    A request that times out is sent again ``retries`` times on a fresh
+    socket, and a v2 read resumes from where it stood. :meth:`append` retries
+    too, safely: every event carries an id chosen before the first attempt,
+    so the server recognises a repeat and answers with the original
+    positions. The seed :meth:`publish` is never retried, because the seed
+    protocol cannot tell a retried publish from a new one: a
+    :class:`RequestTimeout` from it means the event may or may not have been
+    stored.
+
+    A client is not thread-safe (nor are the ZeroMQ sockets under it): use
+    one per thread. Its iterators share its connection, so other requests
+    can be made while iterating.
     """
 
     def __init__(
@@ -50,18 +80,187 @@ class Client:
         query_endpoint: str = DEFAULT_QUERY_ENDPOINT,
         streaming_endpoint: str = DEFAULT_STREAMING_ENDPOINT,
         *,
+        v2_streaming_endpoint: str = DEFAULT_V2_STREAMING_ENDPOINT,
         timeout: float | None = 5.0,
         retries: int = 2,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.query_endpoint = query_endpoint
         self.streaming_endpoint = streaming_endpoint
+        self.v2_streaming_endpoint = v2_streaming_endpoint
         self.timeout = timeout
         self.retries = retries
         self._context = context or zmq.Context.instance()
         self._req: zmq.Socket[bytes] | None = None
+        self._connection: Connection | None = None
 
-    # Requests ----------------------------------------------------------------------
+    # Rewind v2 ---------------------------------------------------------------------
+
+    def append(
+        self,
+        stream: str,
+        events: Iterable[EventData | bytes],
+        *,
+        expected_version: int = ANY_VERSION,
+    ) -> AppendResult:
+        """Append ``events`` to ``stream`` in one transaction; return where they were stored.
+
+        Each event is ``bytes`` (its data) or an :class:`EventData`. All or
+        none are stored. ``expected_version`` is ``ANY_VERSION`` (no check),
+        ``NO_STREAM`` (the stream must not exist), ``STREAM_EXISTS``, or the
+        stream's exact last version (from :class:`AppendResult.last_version`
+        or :meth:`stream_info`); a mismatch raises
+        :class:`~rewind.client.WrongExpectedVersion` carrying the actual
+        version. Returns only once the events are durably stored.
+        """
+        operation = AppendOperation.build(stream, events, expected_version)
+        return operation.result(self._v2().call(operation.frames))
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        max_count: int | None = None,
+        batch_size: int = v2.DEFAULT_BATCH_SIZE,
+    ) -> EventReader:
+        """Iterate over one stream's events by version.
+
+        ``from_version`` is inclusive; by default the read starts at the
+        first event (forward) or the last one (``backwards``). ``max_count``
+        caps the number of events. Events arrive ``batch_size`` at a time,
+        and only a few batches ahead of the consumer, so a stream of any
+        length can be read. Raises :class:`~rewind.client.StreamNotFound` if
+        the stream does not exist. Close the reader to stop early.
+        """
+        spec = read_stream_spec(
+            stream,
+            from_version=from_version,
+            backwards=backwards,
+            max_count=max_count,
+            batch_size=batch_size,
+        )
+        return EventReader(self._v2(), spec)
+
+    def read_all(
+        self,
+        *,
+        from_position: int | None = None,
+        since: datetime | int | None = None,
+        backwards: bool = False,
+        max_count: int | None = None,
+        stream_prefix: str | None = None,
+        event_types: Iterable[str] | None = None,
+        batch_size: int = v2.DEFAULT_BATCH_SIZE,
+    ) -> EventReader:
+        """Iterate over every stream's events in the global order (by position).
+
+        Start at ``from_position`` (inclusive), or at the first event
+        committed at or after ``since`` (a datetime, naive meaning UTC, or
+        microseconds since the epoch; backwards: the last event before it),
+        or by default at the first (forward) or newest (``backwards``) event.
+        ``stream_prefix`` keeps the streams whose names start with it;
+        ``event_types`` keeps events of those types. Streamed in batches like
+        :meth:`read_stream`.
+        """
+        spec = read_all_spec(
+            from_position=from_position,
+            since=since,
+            backwards=backwards,
+            max_count=max_count,
+            stream_prefix=stream_prefix,
+            event_types=event_types,
+            batch_size=batch_size,
+        )
+        return EventReader(self._v2(), spec)
+
+    def stream_info(self, stream: str) -> StreamInfo | None:
+        """A stream's last version and positions; ``None`` if it does not exist."""
+        operation = StreamInfoOperation(stream)
+        operation.frames(1)  # checks the name before anything is sent
+        return operation.result(self._v2().call(operation.frames))
+
+    def list_streams(
+        self, *, after: str | None = None, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[str]:
+        """Iterate over the names of all streams (after ``after``), in code point order.
+
+        Asks the server for ``page_size`` names at a time, as the iteration
+        goes.
+        """
+        ListStreamsOperation(after or "", page_size).frames(1)  # check the arguments now
+        return self._list_streams(after or "", page_size)
+
+    def _list_streams(self, after: str, page_size: int) -> Iterator[str]:
+        while True:
+            operation = ListStreamsOperation(after, page_size)
+            names, more = operation.result(self._v2().call(operation.frames))
+            yield from names
+            if not more:
+                return
+            after = names[-1]
+
+    def ping(self) -> float:
+        """Check that the server answers; return the round trip in seconds."""
+        started = time.perf_counter()
+        operation = PingOperation()
+        operation.result(self._v2().call(operation.frames))
+        return time.perf_counter() - started
+
+    def server_info(self) -> ServerInfo:
+        """The server's version, storage, protocols, head position and limits."""
+        operation = InfoOperation()
+        return operation.result(self._v2().call(operation.frames))
+
+    def subscribe(
+        self,
+        *,
+        from_position: int | None = None,
+        stream: str | None = None,
+        from_version: int | None = None,
+        stream_prefix: str | None = None,
+        idle_timeout: float | None = None,
+        feed_options: Mapping[int, int] | None = None,
+    ) -> Subscription:
+        """Iterate over history and then live events, with no gap and no duplicate.
+
+        Subscribe to the whole log from ``from_position`` (inclusive; by
+        default from the first event), to the streams whose names start with
+        ``stream_prefix`` (also from ``from_position``), or to one ``stream``
+        from ``from_version`` (inclusive; by default 0). The history is read
+        from the store, then live events follow from the v2 feed; events the
+        feed drops because the consumer falls behind are read from the store,
+        so none is missed. To resume after a restart, pass the last position
+        (or version) handled + 1.
+
+        The iteration ends only after ``idle_timeout`` seconds without an
+        event, if given. ``feed_options`` are ZeroMQ socket options for the
+        feed's SUB socket (e.g. ``{zmq.RCVHWM: 10000}``).
+        """
+        catch_up = CatchUp(
+            from_position=from_position,
+            stream=stream,
+            from_version=from_version,
+            stream_prefix=stream_prefix,
+        )
+        return Subscription(
+            self._v2(),
+            self._context,
+            self.v2_streaming_endpoint,
+            catch_up,
+            idle_timeout=idle_timeout,
+            feed_options=feed_options,
+        )
+
+    def _v2(self) -> Connection:
+        if self._connection is None:
+            self._connection = Connection(
+                self._context, self.query_endpoint, timeout=self.timeout, retries=self.retries
+            )
+        return self._connection
+
+    # Seed protocol -----------------------------------------------------------------
 
     def publish(self, data: bytes) -> None:
         """Append ``data`` as a new event; returns once the server has stored it durably."""
@@ -206,6 +405,8 @@ class Client:
     def close(self) -> None:
         """Close the client's sockets. The client can still be used afterwards."""
         self._discard_socket()
+        if self._connection is not None:
+            self._connection.close()
 
     def __enter__(self) -> Client:
         return self
