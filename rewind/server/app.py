@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from rewind.errors import RewindError, StorageError
+from rewind.errors import AppendRejectedError, RewindError, StorageError
 from rewind.model import AppendRequest, RecordedEvent
 from rewind.protocol import seed
 from rewind.protocol.envelope import split_envelope
@@ -287,10 +287,14 @@ class Server:
                 item.reply.frames = failure
             return
         # Durable now: tell the world; the writers' replies follow in order.
-        for events in batch.results:
-            self._feed.broadcast(events)
-        for item, events in zip(batch.items, batch.results, strict=True):
-            item.reply.frames = item.encode(events)
+        for result in batch.results:
+            if not isinstance(result, AppendRejectedError):
+                self._feed.broadcast(result)
+        for item, result in zip(batch.items, batch.results, strict=True):
+            if isinstance(result, AppendRejectedError):
+                item.reply.frames = seed.encode_error(str(result))
+            else:
+                item.reply.frames = item.encode(result)
 
     def _send_ready_replies(self) -> None:
         replies = self._replies

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from rewind.errors import StorageError
-from rewind.model import AppendRequest, RecordedEvent
-from rewind.storage.base import EventStore
+from rewind.model import AppendRequest
+from rewind.storage.base import AppendResult, EventStore
 
 log = logging.getLogger("rewind.server")
 
@@ -40,11 +40,13 @@ ItemT = TypeVar("ItemT", bound=HasAppend)
 class CommittedBatch(Generic[ItemT]):
     """Items committed together: ``results[i]`` holds what ``items[i]`` stored.
 
-    On failure ``error`` is set, ``results`` is empty, and nothing was stored.
+    A result is the item's stored events, or the error that refused it alone
+    (:class:`~rewind.errors.AppendRejectedError`). When the commit as a whole
+    failed, ``error`` is set, ``results`` is empty, and nothing was stored.
     """
 
     items: Sequence[ItemT]
-    results: Sequence[tuple[RecordedEvent, ...]]
+    results: Sequence[AppendResult]
     error: StorageError | None = None
 
 

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import TypeAlias
 
-from rewind.model import AppendRequest, RecordedEvent
+from rewind.errors import AppendRejectedError
+from rewind.model import AppendRequest, RecordedEvent, StreamInfo
+
+AppendResult: TypeAlias = tuple[RecordedEvent, ...] | AppendRejectedError
+"""What one request of a group commit came to: its stored events, or why it was refused."""
 
 
 class EventStore(ABC):
     """An append-only log of events, ordered by global position.
 
     Positions start at 1 and grow by one per event in commit order. Stream
-    versions start at 0 and grow by one per event within a stream.
+    versions start at 0 and grow by one per event within a stream. Commit
+    timestamps never decrease as positions grow. Event ids are unique.
 
     One thread may append while another reads: a read sees every append that
     returned before it started, and never part of one.
@@ -30,22 +36,65 @@ class EventStore(ABC):
     """Whether a returned :meth:`append` survives a crash of the process."""
 
     @abstractmethod
-    def append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
-        """Commit every request in one transaction and return what was stored.
+    def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Commit a group of requests in one transaction; each is accepted or refused alone.
 
-        The result has one tuple per request, in order. Events without an id
-        get a fresh one (:data:`~rewind.model.new_event_id`). Either everything is
-        committed (durably, for a durable store) before this returns, or
-        :class:`~rewind.errors.StorageError` is raised and nothing is.
+        The result has one entry per request, in order: the events it stored,
+        or the :class:`~rewind.errors.AppendRejectedError` saying why it
+        stored nothing. Requests are decided in order, each seeing what the
+        earlier accepted ones of the group stored.
+
+        * A request whose events all carry ids that are already stored, in its
+          stream, at consecutive versions, in the same order and with the same
+          data, type and metadata, is a re-send: it stores nothing and returns
+          the original events, whatever its expected version.
+        * Otherwise, an id that is already stored (or that appears twice in
+          the request) refuses it with :class:`~rewind.errors.EventIdConflictError`.
+        * Otherwise its ``expected_version`` must hold against the stream's
+          last version, or it is refused with
+          :class:`~rewind.errors.WrongExpectedVersionError`.
+
+        Events without an id get a fresh one (:data:`~rewind.model.new_event_id`).
+        Either the whole group is committed (durably, for a durable store)
+        before this returns, or :class:`~rewind.errors.StorageError` is raised
+        and nothing is.
         """
 
     @abstractmethod
     def read_all(
-        self, *, after: int = 0, through: int | None = None, limit: int
+        self,
+        *,
+        after: int = 0,
+        through: int | None = None,
+        limit: int,
+        backwards: bool = False,
+        stream_prefix: str | None = None,
+        event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        """Return up to ``limit`` events with ``after < position <= through``, in order.
+        """Return up to ``limit`` events with ``after < position <= through``.
 
-        ``through=None`` means no upper bound.
+        Forwards in ascending position order; ``backwards`` in descending
+        order, from ``through`` down. ``through=None`` means no upper bound.
+        ``stream_prefix`` keeps only events of streams whose name starts with
+        it; ``event_types`` keeps only events of those types (an empty
+        collection keeps none). ``limit`` counts the events returned, that is
+        after filtering.
+        """
+
+    @abstractmethod
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        limit: int,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        """Return up to ``limit`` events of one stream, in version order.
+
+        Forwards: versions ``>= from_version`` (``None``: from 0), ascending.
+        Backwards: versions ``<= from_version`` (``None``: from the last),
+        descending. An unknown stream has no events.
         """
 
     @abstractmethod
@@ -53,8 +102,27 @@ class EventStore(ABC):
         """Return the global position of ``event_id``, or ``None`` if it is not stored."""
 
     @abstractmethod
+    def position_at(self, timestamp_us: int) -> int | None:
+        """Return the position of the first event committed at or after ``timestamp_us``.
+
+        ``None`` when every event was committed earlier (or there is none).
+        """
+
+    @abstractmethod
     def last_event(self) -> RecordedEvent | None:
         """Return the event with the highest position, or ``None`` for an empty store."""
+
+    @abstractmethod
+    def stream_info(self, stream: str) -> StreamInfo | None:
+        """Return what is known about ``stream``, or ``None`` if it has no events."""
+
+    @abstractmethod
+    def list_streams(self, *, after: str | None = None, limit: int) -> list[StreamInfo]:
+        """Return up to ``limit`` streams with names greater than ``after``, by name.
+
+        Page through every stream by passing the last name of one page as
+        ``after`` of the next.
+        """
 
     @abstractmethod
     def close(self) -> None:

@@ -1,93 +1,153 @@
-"""A store that lives in process memory: for tests and experiments only."""
+"""A store that lives in process memory: for tests and experiments only.
+
+It is also the plainest statement of what a store does: a list of events in
+position order, a list per stream in version order, and a dict by id.
+"""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from rewind.errors import StorageError
-from rewind.model import AppendRequest, RecordedEvent, new_event_id
-from rewind.storage.base import EventStore
+from rewind.model import AppendRequest, RecordedEvent, StreamInfo
+from rewind.storage.base import AppendResult, EventStore
+from rewind.storage.group import GroupCommit
 
 
 class MemoryStore(EventStore):
-    """Keeps every event in a list; everything is gone when the process ends."""
+    """Keeps every event in lists and dicts; everything is gone when the process ends."""
 
     kind = "memory"
     durable = False
 
     def __init__(self) -> None:
-        self._events: list[RecordedEvent] = []
-        self._positions: dict[uuid.UUID, int] = {}
-        self._stream_heads: dict[str, int] = {}
+        self._events: list[RecordedEvent] = []  # position p is at index p - 1
+        self._streams: dict[str, list[RecordedEvent]] = {}  # version v is at index v
+        self._stream_names: list[str] = []  # sorted, for paging through streams
+        self._by_id: dict[uuid.UUID, RecordedEvent] = {}
         self._closed = False
         # Readers and the writer may be different threads; a lock keeps a
         # reader from seeing half of an append.
         self._lock = threading.Lock()
 
-    def append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
+    def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         with self._lock:
-            return self._append(requests)
+            self._check_open()
+            now = time.time_ns() // 1000
+            last_at = self._events[-1].recorded_at_us if self._events else 0
+            group = GroupCommit(
+                last_position=len(self._events),
+                # Never earlier than the last commit, so time order is position order.
+                recorded_at_us=max(now, last_at),
+                stream_head=lambda stream: len(self._streams.get(stream, ())) - 1,
+                stored_event=self._by_id.get,
+            )
+            results = [group.add(request) for request in requests]
+            for event in group.new_events:
+                self._store(event)
+            return results
 
-    def _append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
-        self._check_open()
-        recorded_at = time.time_ns() // 1000
-        position = len(self._events)
-        # Only the streams this call touches; committed into _stream_heads at the end.
-        heads: dict[str, int] = {}
-        seen: set[uuid.UUID] = set()
-        results: list[tuple[RecordedEvent, ...]] = []
-        for request in requests:
-            version = heads.get(request.stream, self._stream_heads.get(request.stream, -1))
-            stored = []
-            for event in request.events:
-                event_id = event.event_id or new_event_id()
-                if event_id in self._positions or event_id in seen:
-                    # Same rule as the SQL backends' unique index: all or nothing.
-                    raise StorageError(f"event id {event_id} is already stored")
-                seen.add(event_id)
-                position += 1
-                version += 1
-                stored.append(
-                    RecordedEvent(
-                        position=position,
-                        event_id=event_id,
-                        stream=request.stream,
-                        version=version,
-                        recorded_at_us=recorded_at,
-                        event_type=event.event_type,
-                        metadata=event.metadata,
-                        data=event.data,
-                    )
-                )
-            heads[request.stream] = version
-            results.append(tuple(stored))
-        for batch in results:
-            for recorded in batch:
-                self._events.append(recorded)
-                self._positions[recorded.event_id] = recorded.position
-        self._stream_heads.update(heads)
-        return results
+    def _store(self, event: RecordedEvent) -> None:
+        self._events.append(event)
+        self._by_id[event.event_id] = event
+        stream = self._streams.get(event.stream)
+        if stream is None:
+            stream = self._streams[event.stream] = []
+            bisect.insort(self._stream_names, event.stream)
+        stream.append(event)
 
     def read_all(
-        self, *, after: int = 0, through: int | None = None, limit: int
+        self,
+        *,
+        after: int = 0,
+        through: int | None = None,
+        limit: int,
+        backwards: bool = False,
+        stream_prefix: str | None = None,
+        event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        self._check_open()
         with self._lock:
-            end = len(self._events) if through is None else min(through, len(self._events))
+            self._check_open()
+            if limit <= 0 or (event_types is not None and not event_types):
+                return []
             start = max(after, 0)
-            return self._events[start : max(start, min(end, start + limit))]
+            end = len(self._events) if through is None else min(through, len(self._events))
+            indexes = range(end - 1, start - 1, -1) if backwards else range(start, end)
+            events: Iterable[RecordedEvent] = (self._events[index] for index in indexes)
+            if stream_prefix:
+                events = (event for event in events if event.stream.startswith(stream_prefix))
+            if event_types is not None:
+                types = frozenset(event_types)
+                events = (event for event in events if event.event_type in types)
+            return list(itertools.islice(events, limit))
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        limit: int,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        with self._lock:
+            self._check_open()
+            events = self._streams.get(stream, [])
+            if limit <= 0:
+                return []
+            if backwards:
+                last = len(events) - 1
+                top = last if from_version is None else min(from_version, last)
+                if top < 0:
+                    return []
+                return events[max(top - limit + 1, 0) : top + 1][::-1]
+            start = 0 if from_version is None else max(from_version, 0)
+            return events[start : start + limit]
 
     def position_of(self, event_id: uuid.UUID) -> int | None:
-        self._check_open()
-        return self._positions.get(event_id)
+        with self._lock:
+            self._check_open()
+            event = self._by_id.get(event_id)
+            return None if event is None else event.position
+
+    def position_at(self, timestamp_us: int) -> int | None:
+        with self._lock:
+            self._check_open()
+            # Commit times never decrease with position, so the list is sorted by them too.
+            index = bisect.bisect_left(
+                self._events, timestamp_us, key=lambda event: event.recorded_at_us
+            )
+            return index + 1 if index < len(self._events) else None
 
     def last_event(self) -> RecordedEvent | None:
-        self._check_open()
         with self._lock:
+            self._check_open()
             return self._events[-1] if self._events else None
+
+    def stream_info(self, stream: str) -> StreamInfo | None:
+        with self._lock:
+            self._check_open()
+            return self._info(stream) if stream in self._streams else None
+
+    def list_streams(self, *, after: str | None = None, limit: int) -> list[StreamInfo]:
+        with self._lock:
+            self._check_open()
+            names = self._stream_names
+            start = 0 if after is None else bisect.bisect_right(names, after)
+            return [self._info(name) for name in names[start : start + max(limit, 0)]]
+
+    def _info(self, stream: str) -> StreamInfo:
+        events = self._streams[stream]
+        return StreamInfo(
+            stream=stream,
+            last_version=len(events) - 1,
+            first_position=events[0].position,
+            last_position=events[-1].position,
+        )
 
     def close(self) -> None:
         self._closed = True

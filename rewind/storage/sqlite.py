@@ -3,7 +3,8 @@
 Every :meth:`SQLiteStore.append` call is one transaction, so the server's group
 commit (many appends, one fsync) maps directly onto it. Appends use one
 connection and reads another: WAL lets a reader thread see every committed
-transaction while a writer thread is busy with the next one.
+transaction while a writer thread is busy with the next one. Every read is
+one statement, so it sees one committed state, and an index lookup or range.
 """
 
 from __future__ import annotations
@@ -11,33 +12,116 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from rewind.errors import StorageError, StoreUnavailableError
-from rewind.model import AppendRequest, RecordedEvent, new_event_id
-from rewind.storage.base import EventStore
+from rewind.model import AppendRequest, RecordedEvent, StreamInfo
+from rewind.storage.base import AppendResult, EventStore
+from rewind.storage.group import GroupCommit
+from rewind.storage.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, migrate
 
-APPLICATION_ID = 0x52574E44  # "RWND": marks a file as a Rewind store.
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE events (
-    position     INTEGER PRIMARY KEY,
-    event_id     BLOB    NOT NULL UNIQUE,
-    stream       TEXT    NOT NULL,
-    version      INTEGER NOT NULL,
-    recorded_at  INTEGER NOT NULL,
-    event_type   TEXT    NOT NULL DEFAULT '',
-    metadata     BLOB    NOT NULL DEFAULT x'',
-    data         BLOB    NOT NULL,
-    UNIQUE (stream, version)
-);
-"""
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 
 _COLUMNS = "position, event_id, stream, version, recorded_at, event_type, metadata, data"
 
 _Row = tuple[int, bytes, str, int, int, str, bytes, bytes]
+
+_MAX_INTEGER = 2**63 - 1
+_IDS_PER_LOOKUP = 500  # well below SQLite's bound on parameters per statement
+
+# Statements of the append transaction.
+LAST_COMMIT_SQL = (
+    "SELECT position, recorded_at FROM events WHERE position = (SELECT max(position) FROM events)"
+)
+STREAM_HEAD_SQL = "SELECT max(version) FROM events WHERE stream = ?"
+INSERT_SQL = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+# Reads. Each is a single statement answered from an index.
+POSITION_OF_SQL = "SELECT position FROM events WHERE event_id = ?"
+POSITION_AT_SQL = (
+    "SELECT position FROM events WHERE recorded_at >= ? ORDER BY recorded_at, position LIMIT 1"
+)
+LAST_EVENT_SQL = (
+    f"SELECT {_COLUMNS} FROM events WHERE position = (SELECT max(position) FROM events)"
+)
+STREAM_FORWARDS_SQL = (
+    f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version LIMIT ?"
+)
+STREAM_BACKWARDS_SQL = (
+    f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version <= ? ORDER BY version DESC LIMIT ?"
+)
+# A stream's head and first event, found by (stream, version) index lookups,
+# for each name in ``names``. Versions start at 0, so the first event is version 0.
+_STREAM_INFO_SELECT = """
+    SELECT last.stream, last.version, first.position, last.position
+    FROM names
+    JOIN events AS last ON last.stream = names.stream
+        AND last.version = (SELECT max(version) FROM events WHERE stream = names.stream)
+    JOIN events AS first ON first.stream = names.stream AND first.version = 0
+    ORDER BY names.stream
+"""
+STREAM_INFO_SQL = "WITH names(stream) AS (SELECT ?)" + _STREAM_INFO_SELECT
+# Stream names are found one index seek at a time (each the least name above
+# the one before), so a page costs ``limit`` seeks however long the streams are.
+_LIST_STREAMS_SQL = (
+    """
+    WITH RECURSIVE names(stream) AS (
+        SELECT (SELECT stream FROM events WHERE stream {after} ORDER BY stream LIMIT 1)
+        UNION ALL
+        SELECT (SELECT stream FROM events WHERE stream > names.stream ORDER BY stream LIMIT 1)
+        FROM names WHERE names.stream IS NOT NULL
+        LIMIT ?
+    )
+    """
+    + _STREAM_INFO_SELECT
+)
+LIST_STREAMS_SQL = _LIST_STREAMS_SQL.format(after="> ?")
+LIST_STREAMS_FROM_START_SQL = _LIST_STREAMS_SQL.format(after=">= ''")
+
+
+def read_all_sql(*, backwards: bool, stream_bounds: int, event_types: int | None) -> str:
+    """The statement for :meth:`SQLiteStore.read_all`.
+
+    Parameters, in order: after, through, ``stream_bounds`` (0, 1 or 2) stream
+    name bounds (lower, then upper), ``event_types`` types, limit.
+    """
+    conditions = ["position > ?", "position <= ?"]
+    # The unary + keeps SQLite from reading the stream-name index instead: the
+    # events must come in position order, and walking positions stops after
+    # ``limit`` matches, where a name range would gather and sort every match.
+    conditions += ["+stream >= ?", "+stream < ?"][:stream_bounds]
+    if event_types is not None:
+        conditions.append(f"event_type IN ({', '.join('?' * event_types)})")
+    order = "DESC" if backwards else "ASC"
+    return (
+        f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(conditions)} "
+        f"ORDER BY position {order} LIMIT ?"
+    )
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix``.
+
+    ``None`` when there is none (every character is the highest code point).
+    SQLite compares text as UTF-8 bytes, which orders as code points do.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates are not text; skip to the next character
+            code = 0xE000
+        if code <= 0x10FFFF:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+def _clamp(number: int) -> int:
+    """``number`` within SQLite's integers: beyond them every bound means the same."""
+    return max(-_MAX_INTEGER, min(number, _MAX_INTEGER))
 
 
 def _to_event(row: _Row) -> RecordedEvent:
@@ -50,6 +134,19 @@ def _to_event(row: _Row) -> RecordedEvent:
         event_type=row[5],
         metadata=row[6],
         data=row[7],
+    )
+
+
+def _to_row(event: RecordedEvent) -> _Row:
+    return (
+        event.position,
+        event.event_id.bytes,
+        event.stream,
+        event.version,
+        event.recorded_at_us,
+        event.event_type,
+        event.metadata,
+        event.data,
     )
 
 
@@ -106,120 +203,156 @@ class SQLiteStore(EventStore):
                 raise StoreUnavailableError(
                     f"{self.path} fails SQLite's quick check: {'; '.join(problems[:3])}"
                 )
-        if not table_count:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(_SCHEMA)
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            raise StoreUnavailableError(
-                f"{self.path} has schema version {version}; this Rewind reads {SCHEMA_VERSION}"
-            )
+        migrate(db, self.path)
 
-    def append(self, requests: Sequence[AppendRequest]) -> list[tuple[RecordedEvent, ...]]:
+    # Appending -------------------------------------------------------------------
+
+    def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         self._check_open()
-        recorded_at = time.time_ns() // 1000
+        now = time.time_ns() // 1000
         db = self._write_db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                results = self._insert(requests, recorded_at)
+                results, new_events = self._decide(requests, now)
+                if new_events:
+                    db.executemany(INSERT_SQL, [_to_row(event) for event in new_events])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # A failed COMMIT (disk full, I/O error) may already have rolled back.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-        except sqlite3.IntegrityError as exc:
-            raise StorageError(f"append rejected: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageError(f"append failed: {exc}") from exc
         return results
 
-    def _insert(
-        self, requests: Sequence[AppendRequest], recorded_at: int
-    ) -> list[tuple[RecordedEvent, ...]]:
+    def _decide(
+        self, requests: Sequence[AppendRequest], now: int
+    ) -> tuple[list[AppendResult], list[RecordedEvent]]:
+        """Decide every request inside the write transaction: results and events to insert.
+
+        Reading inside it means another process sharing the file can never
+        make two appends pick the same position or version.
+        """
         db = self._write_db
-        # Read inside the write transaction, so another process sharing the file
-        # can never make two appends pick the same position.
-        position: int = db.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
-        heads: dict[str, int] = {}
-        rows: list[_Row] = []
-        results: list[tuple[RecordedEvent, ...]] = []
-        for request in requests:
-            if request.stream not in heads:
-                row = db.execute(
-                    "SELECT max(version) FROM events WHERE stream = ?", (request.stream,)
-                ).fetchone()
-                heads[request.stream] = -1 if row[0] is None else row[0]
-            version = heads[request.stream]
-            stored = []
-            for event in request.events:
-                event_id = event.event_id or new_event_id()
-                position += 1
-                version += 1
-                recorded = RecordedEvent(
-                    position=position,
-                    event_id=event_id,
-                    stream=request.stream,
-                    version=version,
-                    recorded_at_us=recorded_at,
-                    event_type=event.event_type,
-                    metadata=event.metadata,
-                    data=event.data,
-                )
-                stored.append(recorded)
-                rows.append(
-                    (
-                        position,
-                        event_id.bytes,
-                        request.stream,
-                        version,
-                        recorded_at,
-                        event.event_type,
-                        event.metadata,
-                        event.data,
-                    )
-                )
-            heads[request.stream] = version
-            results.append(tuple(stored))
-        db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        return results
+        last = db.execute(LAST_COMMIT_SQL).fetchone()
+        last_position, last_recorded_at = (0, 0) if last is None else last
+        stored = self._stored_events(
+            [event.event_id for request in requests for event in request.events if event.event_id]
+        )
+        group = GroupCommit(
+            last_position=last_position,
+            # Never earlier than the last commit, so time order is position order.
+            recorded_at_us=max(now, last_recorded_at),
+            stream_head=self._stream_head,
+            stored_event=stored.get,
+        )
+        results = [group.add(request) for request in requests]
+        return results, group.new_events
+
+    def _stream_head(self, stream: str) -> int:
+        head = self._write_db.execute(STREAM_HEAD_SQL, (stream,)).fetchone()[0]
+        return -1 if head is None else int(head)
+
+    def _stored_events(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, RecordedEvent]:
+        """The already stored events among ``event_ids``: one indexed query per chunk."""
+        found: dict[uuid.UUID, RecordedEvent] = {}
+        unique = list(dict.fromkeys(event_ids))
+        for start in range(0, len(unique), _IDS_PER_LOOKUP):
+            chunk = unique[start : start + _IDS_PER_LOOKUP]
+            sql = f"SELECT {_COLUMNS} FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})"
+            for row in self._write_db.execute(sql, [event_id.bytes for event_id in chunk]):
+                event = _to_event(row)
+                found[event.event_id] = event
+        return found
+
+    # Reading ---------------------------------------------------------------------
 
     def read_all(
-        self, *, after: int = 0, through: int | None = None, limit: int
+        self,
+        *,
+        after: int = 0,
+        through: int | None = None,
+        limit: int,
+        backwards: bool = False,
+        stream_prefix: str | None = None,
+        event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        self._check_open()
-        upper = through if through is not None else 2**63 - 1
-        try:
-            rows = self._read_db.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE position > ? AND position <= ? "
-                "ORDER BY position LIMIT ?",
-                (after, upper, limit),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        if limit <= 0 or (event_types is not None and not event_types):
+            # Nothing can match; and SQLite would read a negative LIMIT as "no limit".
+            self._check_open()
+            return []
+        bounds: list[str] = []
+        if stream_prefix:
+            upper = prefix_upper_bound(stream_prefix)
+            bounds = [stream_prefix] if upper is None else [stream_prefix, upper]
+        types = None if event_types is None else list(dict.fromkeys(event_types))
+        sql = read_all_sql(
+            backwards=backwards,
+            stream_bounds=len(bounds),
+            event_types=None if types is None else len(types),
+        )
+        params = [
+            _clamp(after),
+            _MAX_INTEGER if through is None else _clamp(through),
+            *bounds,
+            *(types or ()),
+            _clamp(limit),
+        ]
+        return [_to_event(row) for row in self._read(sql, params)]
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        limit: int,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        if limit <= 0:
+            self._check_open()
+            return []
+        if backwards:
+            top = _MAX_INTEGER if from_version is None else _clamp(from_version)
+            rows = self._read(STREAM_BACKWARDS_SQL, (stream, top, _clamp(limit)))
+        else:
+            bottom = _clamp(from_version or 0)
+            rows = self._read(STREAM_FORWARDS_SQL, (stream, bottom, _clamp(limit)))
         return [_to_event(row) for row in rows]
 
     def position_of(self, event_id: uuid.UUID) -> int | None:
-        self._check_open()
-        try:
-            row = self._read_db.execute(
-                "SELECT position FROM events WHERE event_id = ?", (event_id.bytes,)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise StorageError(f"lookup failed: {exc}") from exc
-        return None if row is None else int(row[0])
+        rows = self._read(POSITION_OF_SQL, (event_id.bytes,))
+        return int(rows[0][0]) if rows else None
+
+    def position_at(self, timestamp_us: int) -> int | None:
+        rows = self._read(POSITION_AT_SQL, (_clamp(timestamp_us),))
+        return int(rows[0][0]) if rows else None
 
     def last_event(self) -> RecordedEvent | None:
+        rows = self._read(LAST_EVENT_SQL, ())
+        return _to_event(rows[0]) if rows else None
+
+    def stream_info(self, stream: str) -> StreamInfo | None:
+        rows = self._read(STREAM_INFO_SQL, (stream,))
+        return StreamInfo(*rows[0]) if rows else None
+
+    def list_streams(self, *, after: str | None = None, limit: int) -> list[StreamInfo]:
+        if limit <= 0:
+            self._check_open()
+            return []
+        if after is None:
+            rows = self._read(LIST_STREAMS_FROM_START_SQL, (_clamp(limit),))
+        else:
+            rows = self._read(LIST_STREAMS_SQL, (after, _clamp(limit)))
+        return [StreamInfo(*row) for row in rows]
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
         self._check_open()
         try:
-            row = self._read_db.execute(
-                f"SELECT {_COLUMNS} FROM events ORDER BY position DESC LIMIT 1"
-            ).fetchone()
+            return self._read_db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}") from exc
-        return None if row is None else _to_event(row)
 
     def close(self) -> None:
         if not getattr(self, "_closed", True):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
 
-from rewind.errors import StoreUnavailableError
+from rewind.errors import StorageError, StoreUnavailableError
 from rewind.model import AppendRequest, NewEvent
-from rewind.storage.sqlite import APPLICATION_ID, SQLiteStore
+from rewind.storage import sqlite as sqlite_store
+from rewind.storage import sqlite_schema
+from rewind.storage.sqlite import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore
 
 
 def test_a_new_store_creates_its_directories_and_marks_the_file(tmp_path: Path) -> None:
@@ -28,23 +31,54 @@ def test_commits_are_synchronous_full(tmp_path: Path) -> None:
         store.close()
 
 
-def test_reads_use_indexes_not_scans(tmp_path: Path) -> None:
+def _query_plan(db: sqlite3.Connection, sql: str) -> list[str]:
+    return [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?"))]
+
+
+def _statements() -> dict[str, str]:
+    statements = {
+        name: getattr(sqlite_store, name)
+        for name in dir(sqlite_store)
+        if name.endswith("_SQL") and not name.startswith("_") and name != "INSERT_SQL"
+    }
+    for backwards in (False, True):
+        for bounds in (0, 1, 2):
+            for types in (None, 1, 3):
+                statements[f"read_all {backwards} {bounds} {types}"] = sqlite_store.read_all_sql(
+                    backwards=backwards, stream_bounds=bounds, event_types=types
+                )
+    statements["ids"] = "SELECT position FROM events WHERE event_id IN (?, ?, ?)"
+    return statements
+
+
+def test_every_statement_is_answered_from_an_index(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "events.db")
     try:
-        plans = {
-            "by id": "SELECT position FROM events WHERE event_id = ?",
-            "range": "SELECT * FROM events WHERE position > ? AND position <= ? "
-            "ORDER BY position LIMIT ?",
-            "stream head": "SELECT max(version) FROM events WHERE stream = ?",
-        }
-        for name, sql in plans.items():
-            plan = " ".join(
-                row[3]
-                for row in store._write_db.execute(
-                    "EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?")
-                )
-            )
-            assert "SCAN" not in plan, f"{name} scans: {plan}"
+        statements = _statements()
+        assert len(statements) > 20
+        for name, sql in statements.items():
+            plan = _query_plan(store._write_db, sql)
+            # Only the recursive list of stream names and its constant seed are scanned.
+            scans = [step for step in plan if step.startswith("SCAN") and "names" not in step]
+            assert scans in ([], ["SCAN CONSTANT ROW"]), f"{name} scans: {plan}"
+    finally:
+        store.close()
+
+
+def test_listing_streams_does_not_walk_their_events(tmp_path: Path) -> None:
+    """A page of streams costs index seeks, however many events each stream holds."""
+    store = SQLiteStore(tmp_path / "events.db", integrity_check=False)
+    try:
+        many = tuple(NewEvent(b"") for _ in range(50_000))
+        store.append([AppendRequest(name, many) for name in ("a", "b", "c")])
+        store.append([AppendRequest(name, (NewEvent(b""),)) for name in ("d", "e")])
+        steps: list[int] = []
+        # The progress handler is called every N virtual machine steps.
+        store._read_db.set_progress_handler(lambda: steps.append(1) and 0, 1000)
+        listed = store.list_streams(limit=10)
+        store._read_db.set_progress_handler(None, 0)
+        assert [info.event_count for info in listed] == [50_000, 50_000, 50_000, 1, 1]
+        assert len(steps) < 5, "listing streams walked their events"
     finally:
         store.close()
 
@@ -98,3 +132,120 @@ def test_an_unwritable_location_is_refused(tmp_path: Path) -> None:
     blocker.write_text("a regular file where a directory should be")
     with pytest.raises(StoreUnavailableError, match="cannot create directory"):
         SQLiteStore(blocker / "events.db")
+
+
+def test_a_failed_transaction_stores_nothing_of_the_group(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as db:  # a stand-in for a disk that fails mid-commit
+        db.execute(
+            "CREATE TRIGGER fail BEFORE INSERT ON events WHEN NEW.data = x'dead' "
+            "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
+        )
+    store = SQLiteStore(path)
+    try:
+        store.append([AppendRequest("s", (NewEvent(b"first"),))])
+        with pytest.raises(StorageError, match="disk trouble"):
+            store.append(
+                [
+                    AppendRequest("s", (NewEvent(b"fine"),)),
+                    AppendRequest("t", (NewEvent(b"\xde\xad"),)),
+                ]
+            )
+        assert [e.data for e in store.read_all(limit=10)] == [b"first"]
+        [[after]] = store.append([AppendRequest("s", (NewEvent(b"next"),))])
+        assert (after.position, after.version) == (2, 1)
+    finally:
+        store.close()
+
+
+# Migrations ----------------------------------------------------------------------------
+
+_VERSION_1_SCHEMA = """
+CREATE TABLE events (
+    position     INTEGER PRIMARY KEY,
+    event_id     BLOB    NOT NULL UNIQUE,
+    stream       TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    recorded_at  INTEGER NOT NULL,
+    event_type   TEXT    NOT NULL DEFAULT '',
+    metadata     BLOB    NOT NULL DEFAULT x'',
+    data         BLOB    NOT NULL,
+    UNIQUE (stream, version)
+);
+"""
+
+
+def _write_version_1_store(path: Path, recorded_at: list[int]) -> None:
+    """A file as the first Rewind release left it: one stream, the given commit times."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_VERSION_1_SCHEMA)
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute("PRAGMA user_version=1")
+        db.executemany(
+            "INSERT INTO events (position, event_id, stream, version, recorded_at, data) "
+            "VALUES (?, ?, 'default', ?, ?, ?)",
+            [
+                (position, uuid.uuid1().bytes, position - 1, at, b"old %d" % position)
+                for position, at in enumerate(recorded_at, start=1)
+            ],
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
+def _schema(path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT type, name, sql FROM sqlite_schema ORDER BY type, name")
+        return [(kind, name, " ".join((sql or "").split())) for kind, name, sql in rows]
+
+
+def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    # Commit times as a clock that stepped back between commits leaves them.
+    _write_version_1_store(path, [1_000, 2_000, 1_500, 3_000])
+    store = SQLiteStore(path)
+    try:
+        events = store.read_all(limit=10)
+        assert [e.data for e in events] == [b"old 1", b"old 2", b"old 3", b"old 4"]
+        assert [e.recorded_at_us for e in events] == [1_000, 2_000, 2_000, 3_000]
+        assert store.position_at(1_500) == 2
+        assert store.position_at(2_001) == 4
+        [[new]] = store.append([AppendRequest("default", (NewEvent(b"new"),), 3)])
+        assert (new.position, new.version) == (5, 4)
+    finally:
+        store.close()
+    fresh = tmp_path / "fresh.db"
+    SQLiteStore(fresh).close()
+    assert _schema(path) == _schema(fresh)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_a_failed_migration_leaves_the_file_at_its_old_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "old.db"
+    _write_version_1_store(path, [1_000])
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("CREATE INDEX events_by_time ON events (recorded_at)")
+        raise sqlite3.OperationalError("interrupted")
+
+    monkeypatch.setitem(sqlite_schema.MIGRATIONS, 2, broken)
+    with pytest.raises(StoreUnavailableError, match="interrupted"):
+        SQLiteStore(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert [name for _, name, _ in _schema(path)] == [
+            "sqlite_autoindex_events_1",
+            "sqlite_autoindex_events_2",
+            "events",
+        ]
+    monkeypatch.undo()
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

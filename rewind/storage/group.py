@@ -1,0 +1,162 @@
+"""The rules of one group commit, shared by every backend.
+
+A backend opens its transaction, hands :class:`GroupCommit` a view of what is
+already stored (stream heads, events by id), feeds it the requests in order,
+and then writes :attr:`GroupCommit.new_events`. Keeping the decisions here
+means every backend accepts, refuses and re-sends exactly alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+from rewind.errors import AppendRejectedError, EventIdConflictError, WrongExpectedVersionError
+from rewind.model import (
+    ANY_VERSION,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendRequest,
+    NewEvent,
+    RecordedEvent,
+    new_event_id,
+)
+from rewind.storage.base import AppendResult
+
+
+def expected_version_error(stream: str, expected: int, actual: int) -> AppendRejectedError | None:
+    """Why a stream whose last version is ``actual`` (-1: no events) fails ``expected``.
+
+    ``None`` when the expectation holds.
+    """
+    if expected == ANY_VERSION:
+        return None
+    if expected == NO_STREAM:
+        holds = actual == -1
+    elif expected == STREAM_EXISTS:
+        holds = actual >= 0
+    elif expected >= 0:
+        holds = actual == expected
+    else:
+        return AppendRejectedError(f"stream {stream!r}: {expected} is not an expected version")
+    return None if holds else WrongExpectedVersionError(stream, expected, actual)
+
+
+def _is_resend(request: AppendRequest, stored: Sequence[RecordedEvent]) -> bool:
+    """Whether ``stored`` is exactly what ``request`` would have stored, in order."""
+    first_version = stored[0].version
+    return all(
+        old.stream == request.stream
+        and old.version == first_version + offset
+        and old.data == new.data
+        and old.event_type == new.event_type
+        and old.metadata == new.metadata
+        for offset, (new, old) in enumerate(zip(request.events, stored, strict=True))
+    )
+
+
+def _conflict(request: AppendRequest, stored: RecordedEvent) -> EventIdConflictError:
+    if stored.stream != request.stream:
+        detail = f"in stream {stored.stream!r}"
+    else:
+        detail = (
+            f"at version {stored.version} of stream {stored.stream!r}, "
+            "and this append is not an exact re-send of stored events"
+        )
+    return EventIdConflictError(str(stored.event_id), detail)
+
+
+def _repeated_id(ids: Sequence[uuid.UUID]) -> EventIdConflictError | None:
+    """An id given to two events of one append: the second would collide with the first."""
+    seen: set[uuid.UUID] = set()
+    for event_id in ids:
+        if event_id in seen:
+            return EventIdConflictError(str(event_id), "earlier in this same append")
+        seen.add(event_id)
+    return None
+
+
+class GroupCommit:
+    """Decides, request by request, what one group commit stores.
+
+    ``stream_head`` returns a stream's last stored version (-1 for none) and
+    ``stored_event`` an already stored event by id; both describe the store as
+    it was when the transaction began. Decisions then also take into account
+    everything this group has accepted so far.
+    """
+
+    def __init__(
+        self,
+        *,
+        last_position: int,
+        recorded_at_us: int,
+        stream_head: Callable[[str], int],
+        stored_event: Callable[[uuid.UUID], RecordedEvent | None],
+    ) -> None:
+        self._position = last_position
+        self._recorded_at_us = recorded_at_us
+        self._stream_head = stream_head
+        self._stored_event = stored_event
+        self._heads: dict[str, int] = {}
+        self._added: dict[uuid.UUID, RecordedEvent] = {}  # by client-chosen id
+        self.new_events: list[RecordedEvent] = []
+        """Every event the group stores, in position order."""
+
+    def add(self, request: AppendRequest) -> AppendResult:
+        """Decide ``request``: the events it stores (or re-sends), or why it is refused."""
+        if any(event.event_id is not None for event in request.events):
+            # Only requests carrying ids can be re-sends or collide, so the
+            # common case (ids assigned here) never looks anything up.
+            outcome = self._check_ids(request)
+            if outcome is not None:
+                return outcome
+        head = self._head(request.stream)
+        refusal = expected_version_error(request.stream, request.expected_version, head)
+        if refusal is not None:
+            return refusal
+        stored = tuple(
+            self._record(request.stream, head + offset, event)
+            for offset, event in enumerate(request.events, start=1)
+        )
+        self._heads[request.stream] = head + len(stored)
+        return stored
+
+    def _check_ids(self, request: AppendRequest) -> AppendResult | None:
+        """The re-send or conflict a request's ids amount to; ``None`` if they are all new."""
+        ids = [event.event_id for event in request.events if event.event_id is not None]
+        found = [self._find(event_id) for event_id in ids]
+        known = [event for event in found if event is not None]
+        if not known:
+            return _repeated_id(ids)
+        if len(known) == len(request.events) and _is_resend(request, known):
+            return tuple(known)
+        return _conflict(request, known[0])
+
+    def _find(self, event_id: uuid.UUID) -> RecordedEvent | None:
+        added = self._added.get(event_id)
+        return added if added is not None else self._stored_event(event_id)
+
+    def _head(self, stream: str) -> int:
+        head = self._heads.get(stream)
+        if head is None:
+            head = self._heads[stream] = self._stream_head(stream)
+        return head
+
+    def _record(self, stream: str, version: int, event: NewEvent) -> RecordedEvent:
+        self._position += 1
+        recorded = RecordedEvent(
+            position=self._position,
+            event_id=event.event_id or new_event_id(),
+            stream=stream,
+            version=version,
+            recorded_at_us=self._recorded_at_us,
+            event_type=event.event_type,
+            metadata=event.metadata,
+            data=event.data,
+        )
+        self.new_events.append(recorded)
+        if event.event_id is not None:
+            # Only an id a client chose can come back later in the group; an
+            # id assigned here is new to everyone, so the common case skips this.
+            self._added[recorded.event_id] = recorded
+        return recorded
