@@ -299,7 +299,7 @@ class AsyncSubscription(_ClosingAsyncIterator):
 
     @property
     def gaps(self) -> int:
-        """How many times the live feed showed a gap that the history filled."""
+        """How many times events missing from the live feed were read from the store."""
         return self._catch_up.gaps
 
     async def _history(self) -> AsyncGenerator[RecordedEvent, None]:

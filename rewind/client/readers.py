@@ -119,7 +119,8 @@ class Subscription(_ClosingIterator):
     filled from the store. The iteration never ends by itself, unless an
     ``idle_timeout`` was given. :attr:`checkpoint` is the position (or, for
     a stream subscription, the version) up to which everything has been
-    delivered; :attr:`gaps` counts the gaps the feed showed.
+    delivered; :attr:`gaps` counts the times events missing from the feed
+    were read from the store.
     """
 
     def __init__(
@@ -147,7 +148,7 @@ class Subscription(_ClosingIterator):
 
     @property
     def gaps(self) -> int:
-        """How many times the live feed showed a gap that the history filled."""
+        """How many times events missing from the live feed were read from the store."""
         return self._catch_up.gaps
 
     def _open_feed(self) -> zmq.Socket[bytes]:

@@ -99,9 +99,10 @@ class CatchUp:
         self.reading = True
         """Whether the history must be read now (at first, and after a gap)."""
         self.gaps = 0
-        """How many times the feed showed a gap."""
+        """How many times events missing from the live feed were read from the store:
+        a jump in positions (versions), or a quiet-time check that found events."""
         self._quiet_check_due = True
-        self._stream_topic = self.topic if stream is not None else b""
+        self._checking = False
 
     # Reading history ----------------------------------------------------------------
 
@@ -120,6 +121,10 @@ class CatchUp:
         if key <= self.checkpoint:
             return False
         self.checkpoint = key
+        if self._checking:
+            # A quiet-time check found events: the feed had lost them.
+            self._checking = False
+            self.gaps += 1
         return True
 
     def on_history_end(self, end: ReadEnd | None) -> None:
@@ -129,6 +134,7 @@ class CatchUp:
             # including events the prefix filter left out.
             self.checkpoint = max(self.checkpoint, end.cursor - 1)
         self.reading = False
+        self._checking = False
 
     # The live feed ------------------------------------------------------------------
 
@@ -179,6 +185,7 @@ class CatchUp:
         """
         if self._quiet_check_due:
             self._quiet_check_due = False
+            self._checking = True
             self.reading = True
             return True
         return False
