@@ -255,7 +255,9 @@ class AsyncEventReader(_ClosingAsyncIterator):
                     # The batch is consumed: let the server send one more.
                     await connection.notify(v2.encode_credit_request(request_id, 1))
             except ConnectionReset:
+                # Another request replaced the socket: ask again on the new one.
                 answered = True
+                continue
             finally:
                 if not answered:
                     await connection.notify(v2.encode_cancel_request(request_id))

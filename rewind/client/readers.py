@@ -95,7 +95,9 @@ class EventReader(_ClosingIterator):
                     # The batch is consumed: let the server send one more.
                     connection.notify(v2.encode_credit_request(request_id, 1))
             except ConnectionReset:
-                answered = True  # the old socket is gone, and the read with it
+                # Another request replaced the socket: ask again on the new one.
+                answered = True
+                continue
             finally:
                 if not answered:
                     connection.notify(v2.encode_cancel_request(request_id))
