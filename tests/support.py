@@ -14,6 +14,7 @@ from pathlib import Path
 
 READY = re.compile(
     r"Rewind ready: query endpoint (?P<query>[^;]+); streaming endpoint (?P<stream>[^;]+);"
+    r"(?: v2 streaming endpoint (?P<v2>[^;]+);)?"
 )
 
 
@@ -32,6 +33,7 @@ class ServerProcess:
         *,
         query: str = "tcp://127.0.0.1:*",
         streaming: str = "tcp://127.0.0.1:*",
+        v2_streaming: str = "tcp://127.0.0.1:*",
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
@@ -48,6 +50,8 @@ class ServerProcess:
             query,
             "--streaming-bind-endpoint",
             streaming,
+            "--v2-streaming-bind-endpoint",
+            v2_streaming,
             *extra_args,
         ]
         self.env = {**os.environ, **(env or {})}
@@ -55,6 +59,7 @@ class ServerProcess:
         self.process: subprocess.Popen[str] | None = None
         self.query_endpoint = ""
         self.streaming_endpoint = ""
+        self.v2_streaming_endpoint = ""
         self.log_lines: list[str] = []
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
@@ -94,6 +99,8 @@ class ServerProcess:
                 # The first endpoint of each kind is the one tests connect to.
                 self.query_endpoint = match["query"].split(", ")[0]
                 self.streaming_endpoint = match["stream"].split(", ")[0]
+                if match["v2"]:
+                    self.v2_streaming_endpoint = match["v2"].split(", ")[0]
                 self._ready.set()
 
     @property
@@ -132,6 +139,7 @@ class ServerProcess:
         for flag, endpoint in (
             ("--query-bind-endpoint", self.query_endpoint),
             ("--streaming-bind-endpoint", self.streaming_endpoint),
+            ("--v2-streaming-bind-endpoint", self.v2_streaming_endpoint),
         ):
             index = self.args.index(flag)
             self.args[index + 1] = endpoint

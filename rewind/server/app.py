@@ -1,11 +1,16 @@
 """Server lifecycle and the ZeroMQ loop.
 
 One thread owns every socket. Each turn of the loop drains the requests
-already waiting on the ROUTER socket and hands their appends to the committer
-(see :mod:`rewind.server.writer`); when a commit completes, its events are
-broadcast and its writers answered, never before. Replies leave in the order
-the requests arrived; a read runs only once every append that arrived before
-it is committed, so a client never reads less than it has been told is stored.
+already waiting on the ROUTER socket, turns each into an action (see
+:mod:`rewind.server.actions`) and hands appends to the committer (see
+:mod:`rewind.server.writer`). When a commit completes, its events are
+broadcast and its writers answered, never before.
+
+Replies on one connection leave in the order its requests arrived; a read
+runs only once every append that arrived before it on that connection is
+committed, so a client never reads less than it has been told is stored.
+Streamed reads (v2 reads, Gorewind QUERY) then send their messages a few at
+a time per turn, so no client can monopolise the loop.
 """
 
 from __future__ import annotations
@@ -23,59 +28,75 @@ from typing import Any
 
 import zmq
 
-from rewind.errors import AppendRejectedError, RewindError, StorageError
-from rewind.model import AppendRequest, RecordedEvent
-from rewind.protocol import seed
+from rewind.errors import RewindError, StorageError
+from rewind.model import AppendRequest
+from rewind.protocol import dispatch, gorewind, seed, v2
+from rewind.protocol.dispatch import Dialect
 from rewind.protocol.envelope import split_envelope
-from rewind.server import transport
+from rewind.server import gorewind_handler, seed_handler, transport, v2_handler
+from rewind.server.actions import (
+    Action,
+    CancelRead,
+    Commit,
+    GrantCredit,
+    Read,
+    Reply,
+    StartRead,
+)
 from rewind.server.config import ServerConfig
-from rewind.server.feeds import SeedFeed
-from rewind.server.seed_handler import answer_query, publish_request
+from rewind.server.feeds import Feeds, SeedFeed, V2Feed
+from rewind.server.reads import ReadSession, V2Read
 from rewind.server.writer import CommittedBatch, Committer, committer_for
 from rewind.storage import open_store
-from rewind.storage.base import EventStore
+from rewind.storage.base import AppendResult, EventStore
 
 log = logging.getLogger("rewind.server")
 
 MAX_REQUESTS_PER_TURN = 1024
 """Bound on requests drained per loop turn, so one flood cannot starve replies."""
 
+MESSAGES_PER_READ_PER_TURN = 32
+"""Messages one streamed read may send per loop turn before others get a go."""
+
 LINGER_MS = 2000
 """How long closing sockets may spend flushing replies already queued."""
 
 POLL_INTERVAL_MS = 1000
+BLOCKED_RETRY_MS = 10
+"""How soon to retry a streamed read whose client's queue was full."""
+
+Routing = tuple[bytes, ...]
 
 
 class StartupError(RewindError):
     """The server cannot start; the message says why in one line."""
 
 
-@dataclass(slots=True)
-class Reply:
-    """A place in the reply queue, filled in when the answer is known.
+@dataclass(slots=True, eq=False)
+class Slot:
+    """A place in a connection's reply queue, filled in when the answer is known.
 
-    Replies leave in the order their requests arrived, so a client that
-    pipelines requests on one connection can match them up by order. A read's
-    answer is computed only when it reaches the head of the queue, that is
-    once every append that arrived before it has been committed.
+    ``frames`` empty means the request needs no reply of its own (a v2 read
+    that went on streaming by itself).
     """
 
-    routing: tuple[bytes, ...]
     frames: list[bytes] | None = None
     read: Callable[[EventStore], list[bytes]] | None = None
+    start: StartRead | None = None
+    session: ReadSession | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PendingAppend:
-    """An append on its way to the store, with the reply waiting for its outcome."""
+    """An append on its way to the store, with the slot waiting for its outcome."""
 
     request: AppendRequest
-    reply: Reply
-    encode: Callable[[tuple[RecordedEvent, ...]], list[bytes]]
+    routing: Routing
+    slot: Slot
+    encode: Callable[[AppendResult | StorageError], list[bytes]]
 
 
-def _published(_events: tuple[RecordedEvent, ...]) -> list[bytes]:
-    return seed.encode_published()
+_BAD_REQUESTS = (seed.BadRequest, gorewind.BadRequest, v2.BadRequest)
 
 
 class Server:
@@ -87,16 +108,22 @@ class Server:
         self._store: EventStore | None = None
         self._committer: Committer[PendingAppend] | None = None
         self._router: zmq.Socket[bytes] | None = None
-        self._publisher: zmq.Socket[bytes] | None = None
-        self._feed: SeedFeed | None = None
+        self._publishers: list[zmq.Socket[bytes]] = []
+        self._feeds: Feeds | None = None
+        self._facts: v2_handler.ServerFacts | None = None
         self._stop_requested = False
         self._wakeup_reader: socket.socket | None = None
         self._wakeup_writer: socket.socket | None = None
         self._pending: list[PendingAppend] = []
-        self._replies: deque[Reply] = deque()
         self._appends_in_flight = 0
+        self._queues: dict[Routing, deque[Slot]] = {}
+        self._sessions: list[ReadSession] = []
+        self._v2_reads: dict[tuple[Routing, int], V2Read] = {}
+        self._sessions_blocked = False
+        self._sessions_busy = False
         self.query_endpoints: list[str] = []
         self.streaming_endpoints: list[str] = []
+        self.v2_streaming_endpoints: list[str] = []
 
     # Lifecycle -----------------------------------------------------------------
 
@@ -113,10 +140,11 @@ class Server:
             self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._router.setsockopt(zmq.LINGER, LINGER_MS)
             self.query_endpoints = self._bind(self._router, self.config.query_bind_endpoints)
-            self._publisher = self._context.socket(zmq.PUB)
-            self._publisher.setsockopt(zmq.LINGER, LINGER_MS)
-            self.streaming_endpoints = self._bind(
-                self._publisher, self.config.streaming_bind_endpoints
+            seed_publisher, self.streaming_endpoints = self._publisher(
+                self.config.streaming_bind_endpoints
+            )
+            v2_publisher, self.v2_streaming_endpoints = self._publisher(
+                self.config.v2_streaming_bind_endpoints
             )
             try:
                 self._store = open_store(self.config.storage)
@@ -126,18 +154,33 @@ class Server:
         except BaseException:
             self.shutdown()
             raise
-        self._feed = SeedFeed(self._publisher, None if last is None else last.event_id)
+        self._feeds = Feeds(
+            SeedFeed(seed_publisher, None if last is None else last.event_id),
+            V2Feed(v2_publisher),
+            head_position=0 if last is None else last.position,
+        )
+        self._facts = v2_handler.ServerFacts(
+            storage_kind=self._store.kind, durable=self._store.durable, max_message_bytes=0
+        )
         self._committer = committer_for(self._store)
         if not self._store.durable:
             log.warning("storage is memory: — events are NOT kept; they vanish when Rewind stops")
         durability = "durable" if self._store.durable else "NOT durable"
         log.info(
-            "Rewind ready: query endpoint %s; streaming endpoint %s; storage %s (%s)",
+            "Rewind ready: query endpoint %s; streaming endpoint %s; v2 streaming endpoint %s; "
+            "storage %s (%s)",
             ", ".join(self.query_endpoints),
             ", ".join(self.streaming_endpoints),
+            ", ".join(self.v2_streaming_endpoints),
             self.config.storage,
             durability,
         )
+
+    def _publisher(self, endpoints: Sequence[str]) -> tuple[zmq.Socket[bytes], list[str]]:
+        publisher: zmq.Socket[bytes] = self._context.socket(zmq.PUB)
+        publisher.setsockopt(zmq.LINGER, LINGER_MS)
+        self._publishers.append(publisher)
+        return publisher, self._bind(publisher, endpoints)
 
     def _bind(self, sock: zmq.Socket[bytes], endpoints: Sequence[str]) -> list[str]:
         bound = []
@@ -147,6 +190,7 @@ class Server:
             except zmq.ZMQError as exc:
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise StartupError(f"cannot bind {endpoint}: {reason}") from None
+            # LAST_ENDPOINT resolves a "*" port to the one actually bound.
             bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         return bound
 
@@ -179,13 +223,21 @@ class Server:
         if commits is not None:
             poller.register(commits, zmq.POLLIN)
         while not self._stop_requested:
-            ready = dict(poller.poll(POLL_INTERVAL_MS))
+            if self._sessions_busy:
+                timeout = 0
+            elif self._sessions_blocked:
+                timeout = BLOCKED_RETRY_MS
+            else:
+                timeout = POLL_INTERVAL_MS
+            ready = dict(poller.poll(timeout))
             if self._router in ready:
                 self._serve_waiting_requests()
             if commits in ready:
                 self._finish_commits()
             if self._wakeup_reader is not None and self._wakeup_reader.fileno() in ready:
                 self._drain_wakeup()
+            if self._sessions:
+                self._pump_sessions()
         self._finish_in_flight()
         log.info("stopped serving")
 
@@ -201,10 +253,11 @@ class Server:
         if self._committer is not None:
             self._committer.close()
             self._committer = None
-        for sock in (self._router, self._publisher):
+        for sock in (self._router, *self._publishers):
             if sock is not None and not sock.closed:
                 sock.close()
-        self._router = self._publisher = None
+        self._router = None
+        self._publishers = []
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -224,7 +277,7 @@ class Server:
         except BlockingIOError:
             pass
 
-    # Request handling ------------------------------------------------------------
+    # Requests ------------------------------------------------------------------------
 
     def _serve_waiting_requests(self) -> None:
         router = self._router
@@ -239,27 +292,190 @@ class Server:
             if not transport.has_message(router):
                 break
         self._submit_pending()
-        self._send_ready_replies()
+        for routing in list(self._queues):
+            self._flush(routing)
+
+    def _action_for(self, body: Sequence[bytes]) -> Action:
+        dialect = dispatch.classify(body)
+        request: seed.SeedRequest | gorewind.GorewindRequest | v2.Request | v2.BadRequest
+        if dialect is Dialect.V2:
+            request = v2.parse_request(body)
+        elif dialect is Dialect.GOREWIND:
+            request = gorewind.parse_request(body)
+        else:
+            request = seed.parse_request(body)
+        if isinstance(request, _BAD_REQUESTS):
+            log.info("bad request: %s", request.reason)
+        if isinstance(request, seed.Publish | seed.Query | seed.BadRequest):
+            return seed_handler.handle(request, self.config.default_stream)
+        if isinstance(request, gorewind.Publish | gorewind.Query | gorewind.BadRequest):
+            return gorewind_handler.handle(request)
+        assert self._facts is not None
+        return v2_handler.handle(request, self._facts)
 
     def _handle(self, frames: list[bytes]) -> None:
-        envelope = split_envelope(frames, seed.is_command)
-        request = seed.parse_request(envelope.body)
-        reply = Reply(envelope.routing)
-        self._replies.append(reply)
-        if isinstance(request, seed.Publish):
-            self._pending.append(
-                PendingAppend(
-                    publish_request(request, self.config.default_stream), reply, _published
-                )
-            )
-        elif isinstance(request, seed.Query):
-            query = request
-            reply.read = lambda store: answer_query(store, query)
-            # Appends that arrived before this read must commit before it runs.
+        envelope = split_envelope(frames, dispatch.is_command)
+        routing = envelope.routing
+        action = self._action_for(envelope.body)
+        if isinstance(action, GrantCredit):
+            self._grant(routing, action)
+            return
+        if isinstance(action, CancelRead):
+            self._cancel(routing, action)
+            return
+        slot = Slot()
+        self._queues.setdefault(routing, deque()).append(slot)
+        if isinstance(action, Reply):
+            slot.frames = action.frames
+        elif isinstance(action, Commit):
+            self._pending.append(PendingAppend(action.request, routing, slot, action.encode))
+        elif isinstance(action, Read):
+            slot.read = action.run
+            # Appends that arrived before this read must be on their way first.
             self._submit_pending()
         else:
-            log.info("bad request: %s", request.reason)
-            reply.frames = seed.encode_error(request.reason)
+            slot.start = action
+            self._submit_pending()
+
+    def _grant(self, routing: Routing, credit: GrantCredit) -> None:
+        read = self._v2_reads.get((routing, credit.request_id))
+        if read is None:
+            return  # the read has ended already: nothing to grant
+        if not read.grant(credit.grant):
+            self._end_read(read)
+            self._send(
+                routing,
+                v2.encode_error(
+                    read.request_id,
+                    v2.ErrorCode.LIMIT_EXCEEDED,
+                    f"at most {v2_handler.MAX_CREDIT} batches of credit",
+                    v2_handler.MAX_CREDIT,
+                ),
+            )
+        else:
+            self._sessions_busy = True
+
+    def _cancel(self, routing: Routing, cancel: CancelRead) -> None:
+        read = self._v2_reads.get((routing, cancel.request_id))
+        if read is None:
+            # Nothing open under that id: answer as if it had ended just now.
+            self._send(routing, v2.encode_end(cancel.request_id, v2.EndReason.CANCELLED, 0, 0))
+            return
+        read.cancel()
+        self._sessions_busy = True
+
+    def _flush(self, routing: Routing) -> None:
+        """Send the replies at the head of a connection's queue that are ready."""
+        queue = self._queues.get(routing)
+        while queue:
+            slot = queue[0]
+            if slot.session is not None:
+                if not slot.session.finished:
+                    return
+            elif slot.start is not None:
+                opened = self._open_read(routing, slot.start)
+                if isinstance(opened, list):
+                    slot.frames = opened
+                elif opened.blocks_connection:
+                    slot.session = opened
+                    return
+                else:
+                    slot.frames = []
+            elif slot.read is not None:
+                slot.frames = self._run_read(slot.read)
+            elif slot.frames is None:
+                return  # waiting for its commit
+            queue.popleft()
+            if slot.frames:
+                self._send(routing, slot.frames)
+        self._queues.pop(routing, None)
+
+    def _run_read(self, read: Callable[[EventStore], list[bytes]]) -> list[bytes]:
+        assert self._store is not None
+        try:
+            return read(self._store)
+        except StorageError as exc:
+            log.error("read failed: %s", exc)
+            return seed.encode_error(f"storage failure: {exc}")
+
+    def _open_read(self, routing: Routing, start: StartRead) -> ReadSession | list[bytes]:
+        assert self._store is not None
+        key = (routing, start.request_id or 0)
+        if start.request_id is not None and key in self._v2_reads:
+            return v2.encode_error(
+                start.request_id,
+                v2.ErrorCode.BAD_REQUEST,
+                f"request id {start.request_id} is already an open read",
+            )
+        try:
+            opened = start.open(self._store)
+        except StorageError as exc:
+            log.error("read failed: %s", exc)
+            if start.request_id is not None:
+                return v2_handler.encode_storage_failure(start.request_id, exc)
+            return gorewind.encode_error(f"storage failure: {exc}")
+        if isinstance(opened, list):
+            return opened
+        opened.routing = routing
+        self._sessions.append(opened)
+        if isinstance(opened, V2Read):
+            self._v2_reads[key] = opened
+        self._sessions_busy = True
+        return opened
+
+    # Streamed reads ------------------------------------------------------------------
+
+    def _pump_sessions(self) -> None:
+        """Let every open read send a few messages; note whether more work is waiting."""
+        assert self._store is not None and self._router is not None
+        busy = blocked = False
+        for session in list(self._sessions):
+            for _ in range(MESSAGES_PER_READ_PER_TURN):
+                try:
+                    message = session.next_message(self._store)
+                except StorageError as exc:
+                    log.error("read failed: %s", exc)
+                    self._end_read(session)
+                    self._send(session.routing, _read_failure(session, exc))
+                    break
+                if message is None:
+                    break
+                try:
+                    transport.send(self._router, [*session.routing, *message])
+                except zmq.Again:
+                    blocked = True
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != errno.EHOSTUNREACH:
+                        raise
+                    self._forget_connection(session.routing)
+                    break
+                session.sent()
+                if session.finished:
+                    self._end_read(session)
+                    break
+            else:
+                busy = True
+        self._sessions_busy = busy
+        self._sessions_blocked = blocked
+
+    def _end_read(self, session: ReadSession) -> None:
+        if session in self._sessions:
+            self._sessions.remove(session)
+        if isinstance(session, V2Read):
+            self._v2_reads.pop((session.routing, session.request_id), None)
+        session.finished = True
+        if session.blocks_connection:
+            self._flush(session.routing)
+
+    def _forget_connection(self, routing: Routing) -> None:
+        log.info("dropped a streamed read: the peer has gone")
+        for session in [s for s in self._sessions if s.routing == routing]:
+            session.blocks_connection = False
+            self._end_read(session)
+        self._queues.pop(routing, None)
+
+    # Commits ---------------------------------------------------------------------------
 
     def _submit_pending(self) -> None:
         if not self._pending:
@@ -273,52 +489,29 @@ class Server:
 
     def _finish_commits(self) -> None:
         assert self._committer is not None
+        touched: set[Routing] = set()
         for batch in self._committer.take_completed():
             self._finish_batch(batch)
             self._appends_in_flight -= len(batch.items)
-        self._send_ready_replies()
+            touched.update(item.routing for item in batch.items)
+        for routing in touched:
+            self._flush(routing)
 
     def _finish_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
-        assert self._feed is not None
+        assert self._feeds is not None
         if batch.error is not None:
             log.error("commit of %d appends failed: %s", len(batch.items), batch.error)
-            failure = seed.encode_error(f"not stored: {batch.error}")
             for item in batch.items:
-                item.reply.frames = failure
+                item.slot.frames = item.encode(batch.error)
             return
         # Durable now: tell the world; the writers' replies follow in order.
         for result in batch.results:
-            if not isinstance(result, AppendRejectedError):
-                self._feed.broadcast(result)
+            if isinstance(result, tuple):
+                self._feeds.broadcast(result)
         for item, result in zip(batch.items, batch.results, strict=True):
-            if isinstance(result, AppendRejectedError):
-                item.reply.frames = seed.encode_error(str(result))
-            else:
-                item.reply.frames = item.encode(result)
+            item.slot.frames = item.encode(result)
 
-    def _send_ready_replies(self) -> None:
-        replies = self._replies
-        while replies:
-            head = replies[0]
-            if head.read is not None:
-                # Every reply ahead of this read has gone out, so every append
-                # that arrived before it is committed: the read sees them all.
-                head.frames = self._answer_read(head.read)
-            elif head.frames is None:
-                return
-            replies.popleft()
-            assert head.frames is not None
-            self._send(head.routing, head.frames)
-
-    def _answer_read(self, read: Callable[[EventStore], list[bytes]]) -> list[bytes]:
-        assert self._store is not None
-        try:
-            return read(self._store)
-        except StorageError as exc:
-            log.error("read failed: %s", exc)
-            return seed.encode_error(f"storage failure: {exc}")
-
-    def _send(self, routing: tuple[bytes, ...], frames: list[bytes]) -> None:
+    def _send(self, routing: Routing, frames: list[bytes]) -> None:
         assert self._router is not None
         try:
             transport.send(self._router, [*routing, *frames])
@@ -328,6 +521,12 @@ class Server:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
             log.info("dropped a reply: the peer has gone")
+
+
+def _read_failure(session: ReadSession, error: StorageError) -> list[bytes]:
+    if isinstance(session, V2Read):
+        return v2_handler.encode_storage_failure(session.request_id, error)
+    return gorewind.encode_error(f"storage failure: {error}")
 
 
 def run(config: ServerConfig) -> None:

@@ -23,6 +23,7 @@ from rewind.storage import StorageURL, parse_storage_url
 
 DEFAULT_QUERY_ENDPOINT = "tcp://127.0.0.1:9090"
 DEFAULT_STREAMING_ENDPOINT = "tcp://127.0.0.1:9091"
+DEFAULT_V2_STREAMING_ENDPOINT = "tcp://127.0.0.1:9092"
 DEFAULT_STORAGE = "sqlite:rewind-data/events.db"
 
 _ENDPOINT = re.compile(r"^(tcp|ipc|inproc|ws|wss)://\S+$")
@@ -36,6 +37,7 @@ class ServerConfig:
 
     query_bind_endpoints: tuple[str, ...] = (DEFAULT_QUERY_ENDPOINT,)
     streaming_bind_endpoints: tuple[str, ...] = (DEFAULT_STREAMING_ENDPOINT,)
+    v2_streaming_bind_endpoints: tuple[str, ...] = (DEFAULT_V2_STREAMING_ENDPOINT,)
     storage: StorageURL = field(default_factory=lambda: parse_storage_url(DEFAULT_STORAGE))
     log_level: str = "INFO"
     default_stream: str = DEFAULT_STREAM
@@ -84,6 +86,7 @@ def _stream_name(key: str, value: object) -> str:
 _KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
     "query-bind-endpoint": ("query_bind_endpoints", _endpoints),
     "streaming-bind-endpoint": ("streaming_bind_endpoints", _endpoints),
+    "v2-streaming-bind-endpoint": ("v2_streaming_bind_endpoints", _endpoints),
     "storage": ("storage", _storage),
     "log-level": ("log_level", _log_level),
     "default-stream": ("default_stream", _stream_name),

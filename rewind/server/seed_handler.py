@@ -1,15 +1,31 @@
-"""Serving the seed protocol's requests from a store."""
+"""Serving the seed protocol's requests."""
 
 from __future__ import annotations
 
+from rewind.errors import AppendRejectedError, StorageError
 from rewind.model import AppendRequest, NewEvent, RecordedEvent
 from rewind.protocol import seed
-from rewind.storage.base import EventStore
+from rewind.server.actions import Action, Commit, Read, Reply
+from rewind.storage.base import AppendResult, EventStore
 
 
-def publish_request(request: seed.Publish, stream: str) -> AppendRequest:
-    """The store append a seed PUBLISH stands for."""
-    return AppendRequest(stream=stream, events=(NewEvent(data=request.data),))
+def handle(request: seed.SeedRequest, default_stream: str) -> Action:
+    """The action a seed request stands for."""
+    if isinstance(request, seed.Publish):
+        append = AppendRequest(default_stream, (NewEvent(data=request.data),))
+        return Commit(append, _published)
+    if isinstance(request, seed.Query):
+        query = request
+        return Read(lambda store: answer_query(store, query))
+    return Reply(seed.encode_error(request.reason))
+
+
+def _published(outcome: AppendResult | StorageError) -> list[bytes]:
+    if isinstance(outcome, StorageError):
+        return seed.encode_error(f"not stored: {outcome}")
+    if isinstance(outcome, AppendRejectedError):
+        return seed.encode_error(str(outcome))
+    return seed.encode_published()
 
 
 def answer_query(store: EventStore, query: seed.Query) -> list[bytes]:

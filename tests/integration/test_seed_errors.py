@@ -27,9 +27,12 @@ MALFORMED: dict[str, list[bytes]] = {
     "lower-case-command": [b"publish", b"x"],
     "command-with-trailing-space": [b"PUBLISH ", b"x"],
     "publish-without-data": [b"PUBLISH"],
-    "publish-with-two-data-frames": [b"PUBLISH", b"a", b"b"],
+    # Two frames after PUBLISH is a Gorewind PUBLISH (stream, data), served on the
+    # same socket; three are wrong in every dialect.
+    "publish-with-three-data-frames": [b"PUBLISH", b"a", b"b", b"c"],
     "query-without-ids": [b"QUERY"],
     "query-with-one-id": [b"QUERY", b""],
+    # Gorewind's QUERY has three frames (stream, from, to); an empty stream is refused.
     "query-with-three-ids": [b"QUERY", b"", b"", b""],
     "empty-message": [b""],
     "empty-command-frame": [b"", b"PUBLISH", b"x"],
