@@ -357,12 +357,19 @@ class Server:
 
     def _cancel(self, routing: Routing, cancel: CancelRead) -> None:
         read = self._v2_reads.get((routing, cancel.request_id))
-        if read is None:
-            # Nothing open under that id: answer as if it had ended just now.
-            self._send(routing, v2.encode_end(cancel.request_id, v2.EndReason.CANCELLED, 0, 0))
+        if read is not None:
+            read.cancel()
+            self._sessions_busy = True
             return
-        read.cancel()
-        self._sessions_busy = True
+        ended = v2.encode_end(cancel.request_id, v2.EndReason.CANCELLED, 0, 0)
+        for slot in self._queues.get(routing, ()):
+            if slot.start is not None and slot.start.request_id == cancel.request_id:
+                # Still waiting behind earlier appends: it ends before it starts.
+                slot.start = None
+                slot.frames = ended
+                return
+        # Nothing open under that id: answer as if it had ended just now.
+        self._send(routing, ended)
 
     def _flush(self, routing: Routing) -> None:
         """Send the replies at the head of a connection's queue that are ready."""

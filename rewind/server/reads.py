@@ -74,11 +74,12 @@ class V2Read(ReadSession):
     _pending: list[bytes] | None = None
     _pending_count: int = 0
     _end: tuple[EndReason, int] | None = None
-    _credit_limit: int = field(default=1 << 16)
+    credit_limit: int = 1 << 16
+    """Most outstanding credit the client may grant."""
 
     def grant(self, credit: int) -> bool:
         """Add credit; ``False`` if it would exceed the limit."""
-        if self.credit + credit > self._credit_limit:
+        if self.credit + credit > self.credit_limit:
             return False
         self.credit += credit
         return True

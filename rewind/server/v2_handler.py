@@ -148,6 +148,7 @@ def _open_read(store: EventStore, read: v2.ReadStream | v2.ReadAll) -> ReadSessi
         credit=read.credit,
         max_count=read.max_count,
         cursor=start,
+        credit_limit=MAX_CREDIT,
     )
 
 
