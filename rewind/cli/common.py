@@ -1,0 +1,82 @@
+"""What every ``rewind`` subcommand shares: the parser class, failure exits, endpoint
+options and input."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+from typing import NoReturn, TypeAlias
+
+ERROR_EXIT = 1
+USAGE_EXIT = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# A string: argparse's class cannot be subscripted at run time.
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
+"""The subcommand registry each module adds its commands to."""
+
+
+def fail(message: str) -> int:
+    """Print one ``rewind: error:`` line on stderr; return the failure exit status."""
+    print(f"rewind: error: {message}", file=sys.stderr)
+    return ERROR_EXIT
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser, *, streaming: bool) -> None:
+    """Add the server endpoint, ``--timeout`` and ``--json`` options a client command takes."""
+    parser.add_argument(
+        "--query-endpoint",
+        metavar="ENDPOINT",
+        default=os.environ.get("REWIND_QUERY_ENDPOINT", "tcp://127.0.0.1:9090"),
+        help="server's query endpoint (default tcp://127.0.0.1:9090, or $REWIND_QUERY_ENDPOINT)",
+    )
+    if streaming:
+        parser.add_argument(
+            "--streaming-endpoint",
+            metavar="ENDPOINT",
+            default=os.environ.get("REWIND_STREAMING_ENDPOINT", "tcp://127.0.0.1:9091"),
+            help="server's streaming endpoint (default tcp://127.0.0.1:9091, "
+            "or $REWIND_STREAMING_ENDPOINT)",
+        )
+        parser.add_argument(
+            "--v2-streaming-endpoint",
+            metavar="ENDPOINT",
+            default=os.environ.get("REWIND_V2_STREAMING_ENDPOINT", "tcp://127.0.0.1:9092"),
+            help="server's v2 feed, for --stream and --from-position (default "
+            "tcp://127.0.0.1:9092, or $REWIND_V2_STREAMING_ENDPOINT)",
+        )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for each reply (default 10)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def input_events(args: argparse.Namespace) -> Iterable[bytes]:
+    """The DATA arguments as bytes, or else each line of stdin without its line ending."""
+    if args.data:
+        return (item.encode("utf-8", errors="surrogateescape") for item in args.data)
+    return (line.rstrip(b"\r\n") for line in sys.stdin.buffer)
+
+
+def non_negative(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

@@ -1,0 +1,85 @@
+"""``rewind serve``: run the server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rewind.cli.common import Commands, fail
+from rewind.errors import RewindError
+
+
+def add_serve(commands: Commands) -> None:
+    """Register ``serve``."""
+    serve = commands.add_parser(
+        "serve",
+        help="run the event store server",
+        description="Run the Rewind server. Flags override REWIND_* environment "
+        "variables, which override the --config file, which overrides the defaults.",
+    )
+    serve.add_argument(
+        "--query-bind-endpoint",
+        action="append",
+        metavar="ENDPOINT",
+        help="where to serve requests (repeatable; default tcp://127.0.0.1:9090)",
+    )
+    serve.add_argument(
+        "--streaming-bind-endpoint",
+        action="append",
+        metavar="ENDPOINT",
+        help="where to broadcast events (repeatable; default tcp://127.0.0.1:9091)",
+    )
+    serve.add_argument(
+        "--storage",
+        metavar="URL",
+        help="memory: or sqlite:PATH (default sqlite:rewind-data/events.db)",
+    )
+    serve.add_argument(
+        "--v2-streaming-bind-endpoint",
+        action="append",
+        metavar="ENDPOINT",
+        help="where to broadcast the v2 feed (repeatable; default tcp://127.0.0.1:9092)",
+    )
+    serve.add_argument("--default-stream", metavar="NAME", help="stream for seed PUBLISH")
+    serve.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
+    )
+    serve.add_argument("--config", metavar="FILE", type=Path, help="TOML configuration file")
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the server with the configuration from flags, environment and file."""
+    from rewind.server.app import run
+    from rewind.server.config import env_name, load_config, logging_level
+
+    config_file = args.config
+    if config_file is None and env_name("config") in os.environ:
+        config_file = Path(os.environ[env_name("config")])
+    flags = {
+        "query-bind-endpoint": args.query_bind_endpoint,
+        "streaming-bind-endpoint": args.streaming_bind_endpoint,
+        "v2-streaming-bind-endpoint": args.v2_streaming_bind_endpoint,
+        "storage": args.storage,
+        "default-stream": args.default_stream,
+        "log-level": args.log_level,
+    }
+    try:
+        config = load_config(flags=flags, environ=os.environ, config_file=config_file)
+    except RewindError as exc:
+        return fail(str(exc))
+    logging.basicConfig(
+        level=logging_level(config),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        run(config)
+    except RewindError as exc:
+        return fail(str(exc))
+    return 0
