@@ -515,7 +515,7 @@ def test_two_processes_with_exact_expected_versions(tmp_path: Path) -> None:
             assert all(owner[v] == other for v in range(expected + 1, actual + 1))
 
 
-# Server behaviour the protocol promises and the server does not keep yet -------------------
+# Cancelled reads and credit limits, checked on the wire ---------------------------------------
 
 
 def _raw_replies(sock: zmq.Socket[bytes], quiet_ms: int = 300) -> list[v2.Reply]:
