@@ -477,7 +477,7 @@ def test_two_processes_with_exact_expected_versions(tmp_path: Path) -> None:
     """Two writer processes race on one stream with exact expected versions, retrying
     after each conflict with the actual version the server reported: every version is
     used exactly once, and every rejection named the stream's real last version."""
-    count = 300
+    count = 1000
     go = tmp_path / "go"
     with ServerProcess(f"sqlite:{tmp_path / 'events.db'}") as server:
         command = [sys.executable, "-c", _WRITER, server.query_endpoint, "race"]

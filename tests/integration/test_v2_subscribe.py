@@ -177,10 +177,10 @@ def test_closing_a_subscription(memory_server: ServerProcess) -> None:
 
 
 def test_slow_subscriber_misses_nothing(tmp_path: Path) -> None:
-    """A subscriber with tiny queues sleeps while 15,000 events are appended, then
-    5,000 more arrive while it catches up: the feed drops many of them, and the
+    """A subscriber with tiny queues sleeps while 75,000 events are appended, then
+    25,000 more arrive while it catches up: the feed drops many of them, and the
     subscription refills every gap from the store."""
-    payload = b"p" * 1024
+    payload = b"p" * 100
     with (
         ServerProcess(f"sqlite:{tmp_path / 'events.db'}") as server,
         _client(server) as writer,
@@ -193,25 +193,28 @@ def test_slow_subscriber_misses_nothing(tmp_path: Path) -> None:
         events = [next(subscription)]
         assert events[0].data == b"start"
         resumed = threading.Event()
+        first_burst_done = threading.Event()
 
         def burst() -> None:
-            for chunk in range(60):
+            for chunk in range(300):
                 writer.append(f"burst-{chunk % 7}", [payload] * 250)
+            first_burst_done.set()
             resumed.wait(10)
-            for chunk in range(20):
+            for chunk in range(100):
                 writer.append(f"burst-{chunk % 5}", [payload] * 250)
 
         thread = threading.Thread(target=burst, daemon=True)
         thread.start()
-        time.sleep(0.5)  # far behind: the feed overflows
+        # Far behind: 75,000 events overflow every queue between feed and reader.
+        assert first_burst_done.wait(60)
         for event in subscription:
             events.append(event)
             if len(events) == 100:
                 resumed.set()
-        thread.join(30)
+        thread.join(60)
         assert not thread.is_alive()
         stored = list(reader.read_all())
-    assert len(stored) == 20_001
+    assert len(stored) == 100_001
     assert _keys(events) == _keys(stored)
     assert subscription.gaps >= 1
 
