@@ -16,6 +16,7 @@ from benchmarks.report import Row, render_table, write_json
 from benchmarks.settings import FULL, QUICK
 from benchmarks.store import DATA_DIR
 from benchmarks.suites import Run, big_store, concurrent, single_client
+from benchmarks.v2 import v2_rows
 
 ROW_NAMES = {
     "memory": "row 1: one client publishing to a memory: server",
@@ -23,6 +24,10 @@ ROW_NAMES = {
     "concurrent": "row 3: many client processes publishing durably",
     "read": "rows 4a/4b: paged QUERY reads from the start and the middle of a big store",
     "startup": "rows 5a-5c: start-up time and RSS on a big store",
+    "pipelined": "row 6: one DEALER pipelining single-event v2 APPENDs durably",
+    "batch": "row 7: v2 APPENDs of 100 events each, durably",
+    "readall": "rows 8a/8b: streamed v2 READ_ALL from the start and the middle of a big store",
+    "latency": "rows 9a/9b: append-to-subscriber latency on the v2 feed",
 }
 
 
@@ -82,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += concurrent(run)
         if wanted & {"read", "startup"}:
             rows += big_store(run, wanted)
+        rows += v2_rows(run, wanted)
     elapsed = time.perf_counter() - started
 
     cpus = os.cpu_count() or 0

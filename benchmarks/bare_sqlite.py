@@ -67,3 +67,75 @@ def paged_select(path: Path, after: int, events: int, page: int) -> tuple[int, f
         return count, time.perf_counter() - started, last
     finally:
         db.close()
+
+
+def batch_commits(path: Path, payload: bytes, batch: int, events: int) -> tuple[int, float]:
+    """Insert ``events`` rows, ``batch`` per transaction, durably like Rewind's store.
+
+    The table has the columns and unique indexes of Rewind's own events table
+    (id, stream and version, commit time, type, metadata, data), so each row
+    costs the same index maintenance. WAL with ``synchronous=FULL``, one
+    ``BEGIN IMMEDIATE`` … ``COMMIT`` per batch. Returns rows committed and seconds.
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS events ("
+            " position INTEGER PRIMARY KEY,"
+            " event_id BLOB NOT NULL UNIQUE,"
+            " stream TEXT NOT NULL,"
+            " version INTEGER NOT NULL,"
+            " recorded_at INTEGER NOT NULL,"
+            " event_type TEXT NOT NULL DEFAULT '',"
+            " metadata BLOB NOT NULL DEFAULT x'',"
+            " data BLOB NOT NULL,"
+            " UNIQUE (stream, version))"
+        )
+        insert = (
+            "INSERT INTO events"
+            " (event_id, stream, version, recorded_at, event_type, metadata, data)"
+            " VALUES (?, 'bench', ?, ?, 'benchmark', x'', ?)"
+        )
+        count = 0
+        started = time.perf_counter()
+        while count < events:
+            now_us = time.time_ns() // 1000
+            rows = [
+                (uuid.uuid4().bytes, version, now_us, payload)
+                for version in range(count, count + min(batch, events - count))
+            ]
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(insert, rows)
+            db.execute("COMMIT")
+            count += len(rows)
+        return count, time.perf_counter() - started
+    finally:
+        db.close()
+
+
+def paged_select_all(path: Path, start: int, events: int, page: int) -> tuple[int, float, int]:
+    """Read ``events`` whole rows from position ``start`` on, ``page`` rows per SELECT.
+
+    Every column a v2 read returns, by the same position range a READ_ALL
+    takes. Returns rows read, seconds and the next position, to continue from.
+    """
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        count = 0
+        position = start
+        started = time.perf_counter()
+        while count < events:
+            rows = db.execute(
+                "SELECT position, event_id, stream, version, recorded_at, event_type,"
+                " metadata, data FROM events WHERE position >= ? ORDER BY position LIMIT ?",
+                (position, min(page, events - count)),
+            ).fetchall()
+            if not rows:
+                raise RuntimeError(f"the store ran out after {count} of {events} rows")
+            position = rows[-1][0] + 1
+            count += len(rows)
+        return count, time.perf_counter() - started, position
+    finally:
+        db.close()

@@ -1,32 +1,64 @@
-"""A bare pyzmq REP echo server: the transport ceiling Rewind is measured against.
+"""Bare pyzmq servers: the transport ceilings Rewind is measured against.
 
-Run as ``python -m benchmarks.echo``. It binds a free loopback port, prints
-``echo ready <endpoint>`` on stdout and then echoes every message until killed.
+Run as ``python -m benchmarks.echo [rep|router|relay]``. Each binds free
+loopback ports, prints ``echo ready <endpoint> [<feed endpoint>]`` on stdout
+and then serves until killed:
+
+* ``rep`` (the default): a REP socket that echoes every request.
+* ``router``: a ROUTER socket that echoes every message back to its sender,
+  so a DEALER can keep many requests in flight.
+* ``relay``: a ROUTER socket that publishes the last six frames of every
+  request (as many as a v2 feed message) on a PUB socket, then echoes the
+  request as its reply: the hop a server makes between a publisher and its
+  subscribers, minus storage.
+
 It imports nothing but pyzmq, so its cost is ZeroMQ's plus the interpreter's.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import zmq
 
 READY_PREFIX = "echo ready "
+MODES = ("rep", "router", "relay")
 
 
-def main() -> None:
-    """Bind, announce the endpoint, echo forever."""
-    context = zmq.Context()
-    socket = context.socket(zmq.REP)
+def _bind(context: zmq.Context[Any], kind: int) -> tuple[zmq.Socket[Any], str]:
+    socket = context.socket(kind)
     socket.bind("tcp://127.0.0.1:*")
-    endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-    print(READY_PREFIX + endpoint, flush=True)
+    return socket, socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def main(mode: str = "rep") -> None:
+    """Bind, announce the endpoints, serve forever."""
+    context: zmq.Context[Any] = zmq.Context()
+    if mode == "rep":
+        socket, endpoint = _bind(context, zmq.REP)
+        print(READY_PREFIX + endpoint, flush=True)
+        while True:
+            socket.send_multipart(socket.recv_multipart(copy=True), copy=True)
+    socket, endpoint = _bind(context, zmq.ROUTER)
+    if mode == "router":
+        print(READY_PREFIX + endpoint, flush=True)
+        while True:
+            socket.send_multipart(socket.recv_multipart(copy=True), copy=True)
+    publisher, feed = _bind(context, zmq.PUB)
+    # No high-water mark: a slow subscriber shows up as latency, not as loss.
+    publisher.setsockopt(zmq.SNDHWM, 0)
+    print(f"{READY_PREFIX}{endpoint} {feed}", flush=True)
     while True:
-        socket.send_multipart(socket.recv_multipart(copy=True), copy=True)
+        frames = socket.recv_multipart(copy=True)
+        # The request's last six frames (header, stream, id, type, metadata,
+        # data): as many as a v2 feed message has, with the data last.
+        publisher.send_multipart(frames[-6:], copy=True)
+        socket.send_multipart(frames, copy=True)
 
 
 if __name__ == "__main__":
     try:
-        main()
+        main(sys.argv[1] if len(sys.argv) > 1 else "rep")
     except KeyboardInterrupt:
         sys.exit(0)

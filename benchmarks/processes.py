@@ -25,16 +25,22 @@ START_TIMEOUT = 120.0
 
 
 class EchoProcess:
-    """The bare pyzmq REP echo server (:mod:`benchmarks.echo`) in a subprocess."""
+    """A bare pyzmq echo server (:mod:`benchmarks.echo`) in a subprocess.
 
-    def __init__(self) -> None:
+    ``mode`` is one of :data:`benchmarks.echo.MODES`; a ``relay`` also has a
+    ``feed_endpoint`` that SUB sockets connect to.
+    """
+
+    def __init__(self, mode: str = "rep") -> None:
+        self.mode = mode
         self.process: subprocess.Popen[str] | None = None
         self.endpoint = ""
+        self.feed_endpoint = ""
 
     def start(self) -> EchoProcess:
         """Spawn the echo server and wait for the endpoint it reports."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.echo"],
+            [sys.executable, "-m", "benchmarks.echo", self.mode],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -46,7 +52,9 @@ class EchoProcess:
         if not line.startswith(READY_PREFIX):
             self.kill()
             raise RuntimeError(f"echo server did not start (said {line!r})")
-        self.endpoint = line[len(READY_PREFIX) :].strip()
+        endpoints = line[len(READY_PREFIX) :].split()
+        self.endpoint = endpoints[0]
+        self.feed_endpoint = endpoints[1] if len(endpoints) > 1 else ""
         return self
 
     @property

@@ -17,12 +17,15 @@ class Figure:
 
     value: float
     unit: str
-    """``/s`` for rates, ``s`` for durations, ``MB`` for memory (value in bytes)."""
+    """``/s`` for rates, ``s`` for durations, ``ms`` for latencies, ``MB`` for memory
+    (value in bytes)."""
 
     def render(self) -> str:
         """The number with its unit, rounded to what the noise allows."""
         if self.unit == "s":
             return f"{self.value:.3f} s"
+        if self.unit == "ms":
+            return f"{self.value:.2f} ms"
         if self.unit == "MB":
             return f"{self.value / MB:.1f} MB"
         return f"{self.value:,.0f}{self.unit}"

@@ -24,6 +24,22 @@ class Settings:
     payload_size: int = 100
     page_size: int = 100
     """Events per seed QUERY reply: fixed by the protocol."""
+    pipeline_events: int = 20_000
+    """Single-event v2 appends per round of row 6 (each round: Rewind, then the echo)."""
+    pipeline_window: int = 256
+    """Requests one DEALER keeps in flight in row 6."""
+    batch_events: int = 300_000
+    """Events appended in row 7 (and inserted by its bare SQLite baseline)."""
+    append_batch: int = 100
+    batch_window: int = 8
+    stream_read_events: int = 300_000
+    """Events row 8 reads from the start and again from the middle of the big store."""
+    read_batch: int = 1_000
+    read_credit: int = 4
+    subscribers: int = 10
+    feed_rate: float = 5_000.0
+    """Events per second the row 9 publisher appends at."""
+    feed_seconds: float = 3.0
 
 
 FULL = Settings(
@@ -50,4 +66,8 @@ QUICK = Settings(
     store_events=100_000,
     read_events=10_000,
     startup_repeats=1,
+    pipeline_events=3_000,
+    batch_events=20_000,
+    stream_read_events=30_000,
+    feed_seconds=0.5,
 )
