@@ -6,10 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rewind.cli.common import Commands, add_endpoint_options, fail, input_events, non_negative
 from rewind.cli.output import print_events, text
+
+if TYPE_CHECKING:
+    from rewind.client import Client
+    from rewind.client.readers import EventReader
 
 
 def _expected_version(text: str) -> int:
@@ -157,42 +163,47 @@ def _append(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read(args: argparse.Namespace) -> int:
+def _print_read(
+    args: argparse.Namespace, what: str, open_read: Callable[[Client], EventReader]
+) -> int:
+    """Print every event of a read opened on a fresh client, or fail in one line."""
     from rewind.client import Client, ClientError
 
     with Client(args.query_endpoint, timeout=args.timeout) as client:
         try:
-            events = client.read_stream(
-                args.stream,
-                from_version=args.from_version,
-                backwards=args.backwards,
-                max_count=args.max_count,
-            )
-            with events:
+            with open_read(client) as events:
                 print_events(events, args.json, flush=False)
         except (ClientError, ValueError) as exc:
-            return fail(f"read failed: {exc}")
+            return fail(f"{what} failed: {exc}")
     return 0
+
+
+def _read(args: argparse.Namespace) -> int:
+    return _print_read(
+        args,
+        "read",
+        lambda client: client.read_stream(
+            args.stream,
+            from_version=args.from_version,
+            backwards=args.backwards,
+            max_count=args.max_count,
+        ),
+    )
 
 
 def _read_all(args: argparse.Namespace) -> int:
-    from rewind.client import Client, ClientError
-
-    with Client(args.query_endpoint, timeout=args.timeout) as client:
-        try:
-            events = client.read_all(
-                from_position=args.from_position,
-                since=args.since,
-                backwards=args.backwards,
-                max_count=args.max_count,
-                stream_prefix=args.stream_prefix,
-                event_types=args.types,
-            )
-            with events:
-                print_events(events, args.json, flush=False)
-        except (ClientError, ValueError) as exc:
-            return fail(f"read-all failed: {exc}")
-    return 0
+    return _print_read(
+        args,
+        "read-all",
+        lambda client: client.read_all(
+            from_position=args.from_position,
+            since=args.since,
+            backwards=args.backwards,
+            max_count=args.max_count,
+            stream_prefix=args.stream_prefix,
+            event_types=args.types,
+        ),
+    )
 
 
 def _streams(args: argparse.Namespace) -> int:
