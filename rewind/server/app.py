@@ -31,7 +31,6 @@ import zmq
 from rewind.errors import RewindError, StorageError
 from rewind.model import AppendRequest
 from rewind.protocol import dispatch, gorewind, seed, v2
-from rewind.protocol.dispatch import Dialect
 from rewind.protocol.envelope import split_envelope
 from rewind.server import gorewind_handler, seed_handler, transport, v2_handler
 from rewind.server.actions import (
@@ -282,28 +281,24 @@ class Server:
     def _serve_waiting_requests(self) -> None:
         router = self._router
         assert router is not None
+        touched: set[Routing] = set()
         # The poller said a message is waiting, so the first receive needs no check.
         for _ in range(MAX_REQUESTS_PER_TURN):
             try:
                 frames = transport.receive(router)
             except zmq.Again:
                 break
-            self._handle(frames)
+            touched.add(self._handle(frames))
             if not transport.has_message(router):
                 break
         self._submit_pending()
-        for routing in list(self._queues):
+        # Only queues that got a request this turn can have a new head ready;
+        # the others move when their commit completes or their read ends.
+        for routing in touched:
             self._flush(routing)
 
     def _action_for(self, body: Sequence[bytes]) -> Action:
-        dialect = dispatch.classify(body)
-        request: seed.SeedRequest | gorewind.GorewindRequest | v2.Request | v2.BadRequest
-        if dialect is Dialect.V2:
-            request = v2.parse_request(body)
-        elif dialect is Dialect.GOREWIND:
-            request = gorewind.parse_request(body)
-        else:
-            request = seed.parse_request(body)
+        request = dispatch.parse_request(body)
         if isinstance(request, _BAD_REQUESTS):
             log.info("bad request: %s", request.reason)
         if isinstance(request, seed.Publish | seed.Query | seed.BadRequest):
@@ -313,16 +308,17 @@ class Server:
         assert self._facts is not None
         return v2_handler.handle(request, self._facts)
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes]) -> Routing:
+        """Queue the request's reply slot (or act on its read); return its connection."""
         envelope = split_envelope(frames, dispatch.is_command)
         routing = envelope.routing
         action = self._action_for(envelope.body)
         if isinstance(action, GrantCredit):
             self._grant(routing, action)
-            return
+            return routing
         if isinstance(action, CancelRead):
             self._cancel(routing, action)
-            return
+            return routing
         slot = Slot()
         self._queues.setdefault(routing, deque()).append(slot)
         if isinstance(action, Reply):
@@ -336,6 +332,7 @@ class Server:
         else:
             slot.start = action
             self._submit_pending()
+        return routing
 
     def _grant(self, routing: Routing, credit: GrantCredit) -> None:
         read = self._v2_reads.get((routing, credit.request_id))

@@ -162,18 +162,15 @@ class GorewindQuery(ReadSession):
 # Fetch functions -----------------------------------------------------------------------
 
 
-def fetch_all_forward(
-    after: int, through: int | None, prefix: str | None, types: frozenset[str] | None
-) -> Fetch:
-    """Forward pages of the global log after ``after`` (exclusive), up to ``through``."""
+def fetch_all_forward(after: int, prefix: str | None, types: frozenset[str] | None) -> Fetch:
+    """Forward pages of the global log after ``after`` (exclusive), up to its head."""
     state = {"after": after}
 
     def fetch(store: EventStore, limit: int) -> Page:
         # The head is sampled first: everything up to it is examined by this
         # read, so a filtered read's cursor can move past non-matching events.
         head_event = store.last_event()
-        head = 0 if head_event is None else head_event.position
-        upper = head if through is None else min(through, head)
+        upper = 0 if head_event is None else head_event.position
         events = store.read_all(
             after=state["after"],
             through=upper,

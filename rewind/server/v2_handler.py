@@ -139,7 +139,7 @@ def _open_read(store: EventStore, read: v2.ReadStream | v2.ReadAll) -> ReadSessi
         if read.backwards:
             fetch = fetch_all_backward(start, prefix, types)
         else:
-            fetch = fetch_all_forward(max(start, 1) - 1, None, prefix, types)
+            fetch = fetch_all_forward(max(start, 1) - 1, prefix, types)
     return V2Read(
         routing=(),
         request_id=read.request_id,
