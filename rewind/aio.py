@@ -16,6 +16,7 @@ from rewind.client.errors import (
     ServerError,
     ServerUnavailable,
     StorageFailure,
+    StorageFull,
     StreamNotFound,
     WrongExpectedVersion,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "ServerInfo",
     "ServerUnavailable",
     "StorageFailure",
+    "StorageFull",
     "StreamInfo",
     "StreamNotFound",
     "WrongExpectedVersion",

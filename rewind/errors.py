@@ -24,6 +24,22 @@ class StoreUnavailableError(StorageError):
     """The store cannot be opened: wrong file, failed integrity check, bad URL."""
 
 
+class StorageFullError(StorageError):
+    """The disk (or the store's size limit) is full; nothing was stored.
+
+    Appends succeed again as soon as space is freed: the store stays writable.
+    """
+
+
+class WritesStoppedError(StorageError):
+    """The store stopped accepting writes after an I/O error it cannot reason about.
+
+    A failed write or sync leaves unknown what reached the disk, so guessing
+    could acknowledge what is not there. Reads continue; restart the server
+    once the cause is fixed (and ``rewind verify`` passes).
+    """
+
+
 class UnknownEventError(RewindError):
     """An event id was given that the store does not hold."""
 
@@ -60,3 +76,14 @@ class EventIdConflictError(AppendRejectedError):
     def __init__(self, event_id: str, detail: str) -> None:
         super().__init__(f"event id {event_id} is already stored {detail}")
         self.event_id = event_id
+
+
+class LimitExceededError(AppendRejectedError):
+    """An append breaks a configured limit (size, event count, name length); nothing was stored.
+
+    ``limit`` is the limit it broke, in the unit the message names.
+    """
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit

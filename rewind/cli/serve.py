@@ -11,6 +11,14 @@ from pathlib import Path
 from rewind.cli.common import Commands, fail
 from rewind.errors import RewindError
 
+LIMIT_FLAGS = {
+    "max-message-bytes": "largest frame accepted; larger senders are disconnected (default 16 MiB)",
+    "max-event-bytes": "largest event: data, metadata and type (default 4 MiB)",
+    "max-append-events": "most events in one append (default 10000)",
+    "max-stream-name-bytes": "longest stream name in UTF-8 bytes (default and maximum 1024)",
+    "pub-high-water-mark": "feed messages queued per subscriber before dropping (default 1000)",
+}
+
 
 def add_serve(commands: Commands) -> None:
     """Register ``serve``."""
@@ -49,6 +57,9 @@ def add_serve(commands: Commands) -> None:
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
     )
+    limits = serve.add_argument_group("limits (see docs/operations.md)")
+    for key, meaning in LIMIT_FLAGS.items():
+        limits.add_argument(f"--{key}", metavar="N", help=meaning)
     serve.add_argument("--config", metavar="FILE", type=Path, help="TOML configuration file")
     serve.set_defaults(handler=run_serve)
 
@@ -68,6 +79,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "storage": args.storage,
         "default-stream": args.default_stream,
         "log-level": args.log_level,
+        **{key: getattr(args, key.replace("-", "_")) for key in LIMIT_FLAGS},
     }
     try:
         config = load_config(flags=flags, environ=os.environ, config_file=config_file)

@@ -233,6 +233,8 @@ def _info(args: argparse.Namespace) -> int:
         "server_version": info.server_version,
         "storage": info.storage_kind,
         "durable": info.durable,
+        "accepts_writes": info.accepts_writes,
+        "write_failure": info.write_failure,
         "protocols": list(info.protocols),
         "head_position": info.head_position,
         "server_time": info.server_time.isoformat(),
@@ -240,12 +242,16 @@ def _info(args: argparse.Namespace) -> int:
         "max_credit": info.max_credit,
         "max_append_events": info.max_append_events,
         "max_message_bytes": info.max_message_bytes,
+        "max_event_bytes": info.max_event_bytes,
+        "max_stream_name_bytes": info.max_stream_name_bytes,
         "round_trip_ms": round(round_trip * 1000, 3),
     }
     if args.json:
         print(json.dumps(record, ensure_ascii=False))
         return 0
     for key, value in record.items():
+        if value is None:
+            continue  # nothing to report, e.g. no write failure
         shown = " ".join(map(str, value)) if isinstance(value, list) else value
         if isinstance(shown, bool):
             shown = "yes" if shown else "no"

@@ -20,6 +20,7 @@ from rewind.client.errors import (
     ServerError,
     ServerUnavailable,
     StorageFailure,
+    StorageFull,
     StreamNotFound,
     WrongExpectedVersion,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "ServerInfo",
     "ServerUnavailable",
     "StorageFailure",
+    "StorageFull",
     "StreamInfo",
     "StreamNotFound",
     "Subscription",

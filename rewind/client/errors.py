@@ -11,8 +11,10 @@ raise on purpose derives from :class:`ClientError`::
     │   ├── EventIdConflict    an event id is stored already with other content
     │   ├── StreamNotFound     read_stream of a stream that does not exist
     │   ├── StorageFailure     the store failed; an append stored nothing
+    │   │   └── StorageFull    the server's disk is full; retry once space is freed
     │   ├── LimitExceeded      a server limit was exceeded; .limit says which value
-    │   └── ServerUnavailable  the server is shutting down
+    │   └── ServerUnavailable  the server is shutting down, or stopped accepting
+    │                          appends after a storage I/O error
     ├── RequestTimeout         no reply in time, after the retries (also a TimeoutError)
     └── ProtocolError          the server's reply broke the protocol
 
@@ -45,6 +47,7 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "StorageFailure",
+    "StorageFull",
     "StreamNotFound",
     "WrongExpectedVersion",
 ]
@@ -121,6 +124,10 @@ class StorageFailure(ServerError):
     """The server's store failed; for an append, nothing was stored."""
 
 
+class StorageFull(StorageFailure):
+    """The server's disk is full; nothing was stored. Appends work again once space is freed."""
+
+
 class LimitExceeded(ServerError):
     """A server or protocol limit was exceeded; ``limit`` is the limit's value."""
 
@@ -131,7 +138,11 @@ class LimitExceeded(ServerError):
 
 
 class ServerUnavailable(ServerError):
-    """The server is shutting down and did not serve the request; retry later or elsewhere."""
+    """The server did not serve the request; retry later or elsewhere.
+
+    It is shutting down, or (for an append) it stopped accepting appends after
+    a storage I/O error; :meth:`~rewind.client.Client.server_info` says why.
+    """
 
 
 class RequestTimeout(ClientError, TimeoutError):
@@ -148,6 +159,7 @@ _BY_CODE: dict[int, type[ServerError]] = {
     ErrorCode.UNSUPPORTED_VERSION: BadRequest,
     ErrorCode.EVENT_ID_CONFLICT: EventIdConflict,
     ErrorCode.STORAGE_FAILURE: StorageFailure,
+    ErrorCode.STORAGE_FULL: StorageFull,
     ErrorCode.LIMIT_EXCEEDED: LimitExceeded,
     ErrorCode.UNAVAILABLE: ServerUnavailable,
 }

@@ -79,7 +79,17 @@ class ServerInfo:
     max_credit: int
     max_append_events: int
     max_message_bytes: int
-    """0 when the server sets no limit."""
+    """Largest frame the server accepts; 0 when it sets no limit."""
+    max_event_bytes: int
+    """Largest event (data, metadata and type together)."""
+    max_stream_name_bytes: int
+    write_failure: str | None = None
+    """Why the server stopped accepting appends; ``None`` while it accepts them."""
+
+    @property
+    def accepts_writes(self) -> bool:
+        """Whether the server accepts appends (it stops after a storage I/O error)."""
+        return self.write_failure is None
 
     @property
     def server_time(self) -> datetime:

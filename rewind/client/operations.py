@@ -179,6 +179,9 @@ class InfoOperation:
             max_credit=reply.max_credit,
             max_append_events=reply.max_append_events,
             max_message_bytes=reply.max_message_bytes,
+            max_event_bytes=reply.max_event_bytes,
+            max_stream_name_bytes=reply.max_stream_name_bytes,
+            write_failure=reply.write_failure,
         )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from rewind.errors import RewindError, StorageError
+from rewind.errors import RewindError, StorageError, WritesStoppedError
 from rewind.model import AppendRequest
 from rewind.protocol import dispatch, gorewind, seed, v2
 from rewind.protocol.envelope import split_envelope
@@ -44,6 +44,7 @@ from rewind.server.actions import (
 )
 from rewind.server.config import ServerConfig
 from rewind.server.feeds import Feeds, SeedFeed, V2Feed
+from rewind.server.limits import Limits
 from rewind.server.reads import ReadSession, V2Read
 from rewind.server.writer import CommittedBatch, Committer, committer_for
 from rewind.storage import open_store
@@ -103,6 +104,7 @@ class Server:
 
     def __init__(self, config: ServerConfig, *, context: zmq.Context[Any] | None = None) -> None:
         self.config = config
+        self._limits = Limits.from_config(config)
         self._context = context or zmq.Context.instance()
         self._store: EventStore | None = None
         self._committer: Committer[PendingAppend] | None = None
@@ -111,6 +113,7 @@ class Server:
         self._feeds: Feeds | None = None
         self._facts: v2_handler.ServerFacts | None = None
         self._stop_requested = False
+        self._writes_stopped_reported = False
         self._wakeup_reader: socket.socket | None = None
         self._wakeup_writer: socket.socket | None = None
         self._pending: list[PendingAppend] = []
@@ -138,6 +141,8 @@ class Server:
             # us), never block the loop or vanish silently into a full queue.
             self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._router.setsockopt(zmq.LINGER, LINGER_MS)
+            # ZeroMQ disconnects a peer whose frame is larger, before it costs memory here.
+            self._router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
             self.query_endpoints = self._bind(self._router, self.config.query_bind_endpoints)
             seed_publisher, self.streaming_endpoints = self._publisher(
                 self.config.streaming_bind_endpoints
@@ -159,7 +164,7 @@ class Server:
             head_position=0 if last is None else last.position,
         )
         self._facts = v2_handler.ServerFacts(
-            storage_kind=self._store.kind, durable=self._store.durable, max_message_bytes=0
+            storage_kind=self._store.kind, durable=self._store.durable, limits=self._limits
         )
         self._committer = committer_for(self._store)
         if not self._store.durable:
@@ -178,6 +183,9 @@ class Server:
     def _publisher(self, endpoints: Sequence[str]) -> tuple[zmq.Socket[bytes], list[str]]:
         publisher: zmq.Socket[bytes] = self._context.socket(zmq.PUB)
         publisher.setsockopt(zmq.LINGER, LINGER_MS)
+        # Past this many queued messages a subscriber's messages are dropped,
+        # so one that never reads costs bounded memory.
+        publisher.setsockopt(zmq.SNDHWM, self.config.pub_high_water_mark)
         self._publishers.append(publisher)
         return publisher, self._bind(publisher, endpoints)
 
@@ -324,7 +332,12 @@ class Server:
         if isinstance(action, Reply):
             slot.frames = action.frames
         elif isinstance(action, Commit):
-            self._pending.append(PendingAppend(action.request, routing, slot, action.encode))
+            refused = self._limits.check_append(action.request)
+            if refused is not None:
+                log.info("refused an append: %s", refused)
+                slot.frames = action.encode(refused)
+            else:
+                self._pending.append(PendingAppend(action.request, routing, slot, action.encode))
         elif isinstance(action, Read):
             slot.read = action.run
             # Appends that arrived before this read must be on their way first.
@@ -504,7 +517,12 @@ class Server:
     def _finish_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
         assert self._feeds is not None
         if batch.error is not None:
-            log.error("commit of %d appends failed: %s", len(batch.items), batch.error)
+            if isinstance(batch.error, WritesStoppedError):
+                if not self._writes_stopped_reported:
+                    self._writes_stopped_reported = True
+                    log.critical("%s; reads go on, appends get ERROR", batch.error)
+            else:
+                log.error("commit of %d appends failed: %s", len(batch.items), batch.error)
             for item in batch.items:
                 item.slot.frames = item.encode(batch.error)
             return

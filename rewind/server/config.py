@@ -26,6 +26,14 @@ DEFAULT_STREAMING_ENDPOINT = "tcp://127.0.0.1:9091"
 DEFAULT_V2_STREAMING_ENDPOINT = "tcp://127.0.0.1:9092"
 DEFAULT_STORAGE = "sqlite:rewind-data/events.db"
 
+MIB = 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 16 * MIB
+DEFAULT_MAX_EVENT_BYTES = 4 * MIB
+DEFAULT_MAX_APPEND_EVENTS = 10_000
+DEFAULT_MAX_STREAM_NAME_BYTES = 1024
+"""The protocol's own bound on names (see ``docs/protocol.md``); lower it, never raise it."""
+DEFAULT_PUB_HIGH_WATER_MARK = 1_000
+
 _ENDPOINT = re.compile(r"^(tcp|ipc|inproc|ws|wss)://\S+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _STREAM_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
@@ -41,6 +49,26 @@ class ServerConfig:
     storage: StorageURL = field(default_factory=lambda: parse_storage_url(DEFAULT_STORAGE))
     log_level: str = "INFO"
     default_stream: str = DEFAULT_STREAM
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest frame ZeroMQ accepts; a peer sending a larger one is disconnected."""
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    """Largest event: data, metadata and type together."""
+    max_append_events: int = DEFAULT_MAX_APPEND_EVENTS
+    max_stream_name_bytes: int = DEFAULT_MAX_STREAM_NAME_BYTES
+    pub_high_water_mark: int = DEFAULT_PUB_HIGH_WATER_MARK
+    """Feed messages queued per subscriber before the feed drops that subscriber's."""
+
+    def __post_init__(self) -> None:
+        if self.max_event_bytes > self.max_message_bytes:
+            raise ConfigError(
+                f"max-event-bytes ({self.max_event_bytes}) cannot exceed "
+                f"max-message-bytes ({self.max_message_bytes}): such events could never arrive"
+            )
+        if len(self.default_stream.encode("utf-8")) > self.max_stream_name_bytes:
+            raise ConfigError(
+                f"default-stream {self.default_stream!r} is longer than "
+                f"max-stream-name-bytes ({self.max_stream_name_bytes})"
+            )
 
 
 def _endpoints(key: str, value: object) -> tuple[str, ...]:
@@ -82,6 +110,25 @@ def _stream_name(key: str, value: object) -> str:
     return value
 
 
+def _bounded_integer(low: int, high: int) -> Callable[[str, object], int]:
+    """A check for a whole number in ``low..high``; text (from the environment) is parsed."""
+
+    def check(key: str, value: object) -> int:
+        number: object = value
+        if isinstance(value, str):
+            try:
+                number = int(value.strip().replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"{key}: {value!r} is not a whole number") from None
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ConfigError(f"{key}: {value!r} is not a whole number")
+        if not low <= number <= high:
+            raise ConfigError(f"{key}: {number} is outside {low}..{high}")
+        return number
+
+    return check
+
+
 # Each key: the dataclass field it sets and how its raw value is checked.
 _KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
     "query-bind-endpoint": ("query_bind_endpoints", _endpoints),
@@ -90,6 +137,14 @@ _KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
     "storage": ("storage", _storage),
     "log-level": ("log_level", _log_level),
     "default-stream": ("default_stream", _stream_name),
+    "max-message-bytes": ("max_message_bytes", _bounded_integer(1024, 2**31 - 1)),
+    "max-event-bytes": ("max_event_bytes", _bounded_integer(1, 2**31 - 1)),
+    "max-append-events": ("max_append_events", _bounded_integer(1, 1_000_000)),
+    "max-stream-name-bytes": (
+        "max_stream_name_bytes",
+        _bounded_integer(1, DEFAULT_MAX_STREAM_NAME_BYTES),
+    ),
+    "pub-high-water-mark": ("pub_high_water_mark", _bounded_integer(1, 10_000_000)),
 }
 assert {name for name, _ in _KEYS.values()} == {f.name for f in fields(ServerConfig)}
 

@@ -6,11 +6,19 @@ import time
 from dataclasses import dataclass
 
 from rewind import __version__
-from rewind.errors import EventIdConflictError, StorageError, WrongExpectedVersionError
+from rewind.errors import (
+    EventIdConflictError,
+    LimitExceededError,
+    StorageError,
+    StorageFullError,
+    WritesStoppedError,
+    WrongExpectedVersionError,
+)
 from rewind.protocol import v2
 from rewind.protocol.dispatch import PROTOCOLS
 from rewind.protocol.v2 import ErrorCode
 from rewind.server.actions import Action, CancelRead, Commit, GrantCredit, Read, Reply, StartRead
+from rewind.server.limits import Limits
 from rewind.server.reads import (
     ReadSession,
     V2Read,
@@ -24,8 +32,6 @@ MAX_BATCH_SIZE = 10_000
 """Largest batch a read may ask for; more would make single messages too big."""
 MAX_CREDIT = 1_024
 """Largest outstanding credit per read."""
-MAX_APPEND_EVENTS = 10_000
-"""Most events in one APPEND."""
 MAX_LIST_STREAMS = 1_000
 """Most names in one LIST_STREAMS page."""
 
@@ -36,7 +42,7 @@ class ServerFacts:
 
     storage_kind: str
     durable: bool
-    max_message_bytes: int
+    limits: Limits
 
 
 def handle(request: v2.Request | v2.BadRequest, facts: ServerFacts) -> Action:
@@ -45,8 +51,6 @@ def handle(request: v2.Request | v2.BadRequest, facts: ServerFacts) -> Action:
         case v2.BadRequest():
             return Reply(v2.encode_bad_request(request))
         case v2.Append():
-            if len(request.events) > MAX_APPEND_EVENTS:
-                return Reply(_limit(request.request_id, "events in one APPEND", MAX_APPEND_EVENTS))
             request_id = request.request_id
             return Commit(
                 request.as_append_request(), lambda outcome: _appended(request_id, outcome)
@@ -78,8 +82,14 @@ def handle(request: v2.Request | v2.BadRequest, facts: ServerFacts) -> Action:
 
 
 def encode_storage_failure(request_id: int, error: StorageError) -> list[bytes]:
-    """The reply to a request the store failed."""
-    return v2.encode_error(request_id, ErrorCode.STORAGE_FAILURE, str(error))
+    """The reply to a request the store failed, with the code that says what to do next."""
+    if isinstance(error, StorageFullError):
+        code = ErrorCode.STORAGE_FULL
+    elif isinstance(error, WritesStoppedError):
+        code = ErrorCode.UNAVAILABLE
+    else:
+        code = ErrorCode.STORAGE_FAILURE
+    return v2.encode_error(request_id, code, str(error))
 
 
 def _limit(request_id: int, what: str, limit: int) -> list[bytes]:
@@ -93,6 +103,10 @@ def _appended(request_id: int, outcome: AppendResult | StorageError) -> list[byt
         )
     if isinstance(outcome, EventIdConflictError):
         return v2.encode_error(request_id, ErrorCode.EVENT_ID_CONFLICT, str(outcome))
+    if isinstance(outcome, LimitExceededError):
+        return v2.encode_error(request_id, ErrorCode.LIMIT_EXCEEDED, str(outcome), outcome.limit)
+    if isinstance(outcome, StorageError):
+        return encode_storage_failure(request_id, outcome)
     if isinstance(outcome, Exception):
         return encode_storage_failure(request_id, StorageError(str(outcome)))
     return v2.encode_appended(request_id, outcome)
@@ -160,6 +174,7 @@ def _list_streams(store: EventStore, listing: v2.ListStreams) -> list[bytes]:
 
 
 def _info(store: EventStore, request_id: int, facts: ServerFacts) -> list[bytes]:
+    limits = facts.limits
     return v2.encode_info(
         request_id,
         server_version=__version__,
@@ -168,8 +183,11 @@ def _info(store: EventStore, request_id: int, facts: ServerFacts) -> list[bytes]
         head_position=_head(store),
         server_time_us=time.time_ns() // 1000,
         durable=facts.durable,
+        write_failure=store.write_failure,
         max_batch_size=MAX_BATCH_SIZE,
         max_credit=MAX_CREDIT,
-        max_append_events=MAX_APPEND_EVENTS,
-        max_message_bytes=facts.max_message_bytes,
+        max_append_events=limits.max_append_events,
+        max_message_bytes=limits.max_message_bytes,
+        max_event_bytes=limits.max_event_bytes,
+        max_stream_name_bytes=limits.max_stream_name_bytes,
     )

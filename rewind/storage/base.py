@@ -35,6 +35,15 @@ class EventStore(ABC):
     durable: bool
     """Whether a returned :meth:`append` survives a crash of the process."""
 
+    write_failure: str | None = None
+    """Why the store stopped accepting appends, or ``None`` while it accepts them.
+
+    A store that cannot know what an I/O error left on disk stops writing
+    (raising :class:`~rewind.errors.WritesStoppedError`) instead of guessing;
+    reads go on. A full disk is not such an error: it only refuses the commit
+    (:class:`~rewind.errors.StorageFullError`).
+    """
+
     @abstractmethod
     def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Commit a group of requests in one transaction; each is accepted or refused alone.
@@ -57,7 +66,9 @@ class EventStore(ABC):
         Events without an id get a fresh one (:data:`~rewind.model.new_event_id`).
         Either the whole group is committed (durably, for a durable store)
         before this returns, or :class:`~rewind.errors.StorageError` is raised
-        and nothing is.
+        and nothing is: :class:`~rewind.errors.StorageFullError` when space
+        ran out, :class:`~rewind.errors.WritesStoppedError` when the store
+        stopped writing (see :attr:`write_failure`).
         """
 
     @abstractmethod

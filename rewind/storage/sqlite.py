@@ -16,7 +16,12 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from rewind.errors import StorageError, StoreUnavailableError
+from rewind.errors import (
+    StorageError,
+    StorageFullError,
+    StoreUnavailableError,
+    WritesStoppedError,
+)
 from rewind.model import AppendRequest, RecordedEvent, StreamInfo
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
@@ -30,6 +35,18 @@ _Row = tuple[int, bytes, str, int, int, str, bytes, bytes]
 
 _MAX_INTEGER = 2**63 - 1
 _IDS_PER_LOOKUP = 500  # well below SQLite's bound on parameters per statement
+
+# Primary result codes (the low byte of an extended code) that decide what a
+# failed append means; see https://www.sqlite.org/rescode.html.
+_SQLITE_FULL = 13
+# After these, what reached the disk is unknown (a failed write or fsync may
+# have been half done, or the file is damaged): the store stops writing.
+_SQLITE_UNKNOWN_STATE = {
+    10,  # SQLITE_IOERR
+    11,  # SQLITE_CORRUPT
+    14,  # SQLITE_CANTOPEN
+    26,  # SQLITE_NOTADB
+}
 
 # Statements of the append transaction.
 LAST_COMMIT_SQL = (
@@ -117,6 +134,10 @@ def prefix_upper_bound(prefix: str) -> str | None:
             return "".join(chars)
         chars.pop()
     return None
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _clamp(number: int) -> int:
@@ -209,6 +230,8 @@ class SQLiteStore(EventStore):
 
     def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         self._check_open()
+        if self.write_failure is not None:
+            raise WritesStoppedError(f"writes stopped: {self.write_failure}")
         now = time.time_ns() // 1000
         db = self._write_db
         try:
@@ -224,8 +247,27 @@ class SQLiteStore(EventStore):
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StorageError(f"append failed: {exc}") from exc
+            raise self._append_failure(exc) from exc
         return results
+
+    def _append_failure(self, error: sqlite3.Error) -> StorageError:
+        """The storage error a failed append transaction stands for.
+
+        A full disk only refuses this commit: SQLite rolled it back whole, and
+        the next one may find space. An I/O error stops all writing, because a
+        failed write or fsync leaves unknown what the disk holds.
+        """
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+        if code == _SQLITE_FULL:
+            return StorageFullError(f"storage full: {error}; nothing was stored")
+        if code in _SQLITE_UNKNOWN_STATE:
+            name = getattr(error, "sqlite_errorname", "I/O error")
+            self.write_failure = f"{name} during a commit at {_utc_now()}: {error}"
+            return WritesStoppedError(
+                f"writes stopped: {self.write_failure}; nothing of this append was "
+                "acknowledged; restart Rewind once the cause is fixed"
+            )
+        return StorageError(f"append failed: {error}")
 
     def _decide(
         self, requests: Sequence[AppendRequest], now: int

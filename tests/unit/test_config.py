@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,11 +64,45 @@ def test_environment_lists_are_comma_or_space_separated() -> None:
         ({"log-level": "loud"}, "--log-level: 'loud' is not one of"),
         ({"query-bind-endpoint": ["localhost:9090"]}, "is not a ZeroMQ endpoint"),
         ({"default-stream": ""}, "--default-stream"),
+        ({"max-event-bytes": "0"}, "--max-event-bytes: 0 is outside 1.."),
+        ({"max-event-bytes": "lots"}, "--max-event-bytes: 'lots' is not a whole number"),
+        ({"max-message-bytes": "100"}, "--max-message-bytes: 100 is outside 1024.."),
+        ({"max-stream-name-bytes": "1025"}, "--max-stream-name-bytes: 1025 is outside 1..1024"),
+        ({"max-append-events": "1.5"}, "--max-append-events: '1.5' is not a whole number"),
+        ({"pub-high-water-mark": "-1"}, "--pub-high-water-mark: -1 is outside"),
+        (
+            {"max-event-bytes": "5000", "max-message-bytes": "4096"},
+            "max-event-bytes (5000) cannot exceed max-message-bytes (4096)",
+        ),
+        (
+            {"max-stream-name-bytes": "3", "default-stream": "events"},
+            "default-stream 'events' is longer than max-stream-name-bytes (3)",
+        ),
     ],
 )
 def test_bad_values_name_the_key(flags: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message) if "(" in message else message):
         load_config(flags=flags)
+
+
+def test_limits_come_from_flags_environment_and_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "rewind.toml"
+    config_file.write_text("max-event-bytes = 2048\npub-high-water-mark = 50\n")
+    config = load_config(
+        flags={"max-append-events": "7"},
+        environ={"REWIND_MAX_STREAM_NAME_BYTES": "64", "REWIND_MAX_MESSAGE_BYTES": "1_048_576"},
+        config_file=config_file,
+    )
+    assert (config.max_event_bytes, config.pub_high_water_mark) == (2048, 50)
+    assert (config.max_append_events, config.max_stream_name_bytes) == (7, 64)
+    assert config.max_message_bytes == 1_048_576
+
+
+def test_limit_values_in_a_file_must_be_numbers(tmp_path: Path) -> None:
+    config_file = tmp_path / "rewind.toml"
+    config_file.write_text("max-append-events = true\n")
+    with pytest.raises(ConfigError, match="max-append-events: True is not a whole number"):
+        load_config(config_file=config_file)
 
 
 def test_bad_environment_values_name_the_variable() -> None:

@@ -447,8 +447,10 @@ REPLIES: list[v2.Reply] = [
     v2.StreamList(9, ("a", "order-1", "ü"), True),
     v2.StreamList(10, (), False),
     v2.Pong(11),
-    v2.ServerInfo(12, "0.1.0", "sqlite", ("RWD2", "gorewind", "seed"), 42, 17, True, 1, 2, 3, 4),
-    v2.ServerInfo(13, "", "memory", (), 0, -5, False, 0, 0, 0, 0),
+    v2.ServerInfo(
+        12, "0.1.0", "sqlite", ("RWD2", "gorewind", "seed"), 42, 17, True, 1, 2, 3, 4, 5, 6
+    ),
+    v2.ServerInfo(13, "", "memory", (), 0, -5, False, 0, 0, 0, 0, 0, 0, "disk I/O error"),
     v2.ErrorReply(14, ErrorCode.WRONG_EXPECTED_VERSION, "stream 's': expected 1, actual 3", 3),
     v2.ErrorReply(15, ErrorCode.NOT_FOUND, "no stream 'x'"),
     v2.ErrorReply(0, ErrorCode.BAD_REQUEST, ""),
@@ -519,7 +521,7 @@ def test_reply_header_sizes_match_the_spec() -> None:
         b"STREAM_INFO": 41,
         b"STREAMS": 13,
         b"PONG": 8,
-        b"INFO": 45,
+        b"INFO": 58,
         b"ERROR": 18,
     }
     for reply in REPLIES:
@@ -550,14 +552,45 @@ def test_info_and_streams_are_byte_exact() -> None:
         head_position=42,
         server_time_us=7,
         durable=True,
+        write_failure=None,
         max_batch_size=1000,
         max_credit=64,
         max_append_events=10_000,
         max_message_bytes=0,
+        max_event_bytes=4096,
+        max_stream_name_bytes=100,
     )
     assert frames[:2] == [b"RWD2", b"INFO"]
-    assert frames[2] == struct.pack("!QQqBIIIQ", 1, 42, 7, 1, 1000, 64, 10_000, 0)
-    assert frames[3:] == [b"0.1.0", b"sqlite", b"RWD2", b"gorewind", b"seed"]
+    assert frames[2] == struct.pack("!QQqBBIIIQQI", 1, 42, 7, 1, 1, 1000, 64, 10_000, 0, 4096, 100)
+    assert frames[3:] == [b"0.1.0", b"sqlite", b"", b"RWD2", b"gorewind", b"seed"]
+
+
+def test_info_carries_why_writes_stopped() -> None:
+    frames = v2.encode_info(
+        3,
+        server_version="0.1.0",
+        storage_kind="sqlite",
+        protocols=["RWD2"],
+        head_position=1,
+        server_time_us=7,
+        durable=True,
+        write_failure="disk I/O error",
+        max_batch_size=1000,
+        max_credit=64,
+        max_append_events=10,
+        max_message_bytes=1 << 20,
+        max_event_bytes=1 << 10,
+        max_stream_name_bytes=100,
+    )
+    assert frames[2][25] == 0  # the writable flag, after id, head, time and durable
+    info = v2.decode_reply(frames)
+    assert isinstance(info, v2.ServerInfo)
+    assert info.write_failure == "disk I/O error"
+    assert (info.max_event_bytes, info.max_stream_name_bytes, info.protocols) == (
+        1 << 10,
+        100,
+        ("RWD2",),
+    )
     assert v2.encode_streams(2, ["a", "b"], more=False) == [
         b"RWD2",
         b"STREAMS",
@@ -585,6 +618,7 @@ def test_error_codes_are_stable() -> None:
         "STORAGE_FAILURE": 7,
         "LIMIT_EXCEEDED": 8,
         "UNAVAILABLE": 9,
+        "STORAGE_FULL": 10,
     }
 
 
@@ -760,6 +794,9 @@ replies = st.one_of(
         st.integers(0, 2**32 - 1),
         st.integers(0, 2**32 - 1),
         st.integers(0, U64),
+        st.integers(0, U64),
+        st.integers(0, 2**32 - 1),
+        st.none() | types.filter(bool),
     ),
     st.builds(v2.ErrorReply, ids, st.sampled_from(ErrorCode), types, st.integers(-(2**63), I63)),
 )

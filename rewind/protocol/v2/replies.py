@@ -107,6 +107,10 @@ class ServerInfo:
     max_append_events: int
     max_message_bytes: int
     """0 when the server sets no limit."""
+    max_event_bytes: int
+    max_stream_name_bytes: int
+    write_failure: str | None = None
+    """Why the server stopped accepting appends; ``None`` while it accepts them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +212,13 @@ def encode_info(
     head_position: int,
     server_time_us: int,
     durable: bool,
+    write_failure: str | None,
     max_batch_size: int,
     max_credit: int,
     max_append_events: int,
     max_message_bytes: int,
+    max_event_bytes: int,
+    max_stream_name_bytes: int,
 ) -> list[bytes]:
     """The INFO reply."""
     header = wire.pack(
@@ -220,10 +227,13 @@ def encode_info(
         head_position,
         server_time_us,
         int(durable),
+        int(write_failure is None),
         max_batch_size,
         max_credit,
         max_append_events,
         max_message_bytes,
+        max_event_bytes,
+        max_stream_name_bytes,
     )
     return [
         wire.MARKER,
@@ -231,6 +241,7 @@ def encode_info(
         header,
         server_version.encode("utf-8"),
         storage_kind.encode("utf-8"),
+        (write_failure or "").encode("utf-8"),
         *(name.encode("utf-8") for name in protocols),
     ]
 
@@ -291,10 +302,13 @@ def encode_reply(reply: Reply) -> list[bytes]:
                 head_position=reply.head_position,
                 server_time_us=reply.server_time_us,
                 durable=reply.durable,
+                write_failure=reply.write_failure,
                 max_batch_size=reply.max_batch_size,
                 max_credit=reply.max_credit,
                 max_append_events=reply.max_append_events,
                 max_message_bytes=reply.max_message_bytes,
+                max_event_bytes=reply.max_event_bytes,
+                max_stream_name_bytes=reply.max_stream_name_bytes,
             )
         case ErrorReply():
             return encode_error(reply.request_id, reply.code, reply.message, reply.detail)
@@ -399,14 +413,27 @@ def _decode_pong(frames: Sequence[bytes]) -> Pong:
 
 def _decode_info(frames: Sequence[bytes]) -> ServerInfo:
     values = _unpack(frames, wire.INFO_HEADER, "INFO")
-    request_id, head, now, durable, max_batch, max_credit, max_events, max_bytes = values
-    if len(frames) < 5:
-        raise ProtocolError(f"INFO reply has {len(frames)} frames, expected at least 5")
+    (
+        request_id,
+        head,
+        now,
+        durable,
+        writable,
+        max_batch,
+        max_credit,
+        max_events,
+        max_bytes,
+        max_event_bytes,
+        max_name_bytes,
+    ) = values
+    if len(frames) < 6:
+        raise ProtocolError(f"INFO reply has {len(frames)} frames, expected at least 6")
+    failure = _text(frames[5], "write status")
     return ServerInfo(
         request_id=request_id,
         server_version=_text(frames[3], "server version"),
         storage_kind=_text(frames[4], "storage kind"),
-        protocols=tuple(_text(frame, "protocol name") for frame in frames[5:]),
+        protocols=tuple(_text(frame, "protocol name") for frame in frames[6:]),
         head_position=head,
         server_time_us=now,
         durable=bool(durable),
@@ -414,6 +441,9 @@ def _decode_info(frames: Sequence[bytes]) -> ServerInfo:
         max_credit=max_credit,
         max_append_events=max_events,
         max_message_bytes=max_bytes,
+        max_event_bytes=max_event_bytes,
+        max_stream_name_bytes=max_name_bytes,
+        write_failure=None if writable else (failure or "writes stopped"),
     )
 
 

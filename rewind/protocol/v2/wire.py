@@ -69,7 +69,9 @@ EVENTS_HEADER = struct.Struct("!QI")  # id, count
 END_HEADER = struct.Struct("!QBqQ")  # id, reason, next, count
 STREAM_INFO_HEADER = struct.Struct("!QBqQQQ")  # id, exists, last v, count, first, last
 STREAMS_HEADER = struct.Struct("!QIB")  # id, count, more
-INFO_HEADER = struct.Struct("!QQqBIIIQ")  # id, head, time, durable, limits x3, max bytes
+# id, head, time, durable, writable, max batch, max credit, max events per append,
+# max message bytes, max event bytes, max stream name bytes
+INFO_HEADER = struct.Struct("!QQqBBIIIQQI")
 ERROR_HEADER = struct.Struct("!QHq")  # id, code, detail
 
 EVENT_HEADER = struct.Struct("!QQq")  # position, version, commit time
@@ -89,6 +91,7 @@ class ErrorCode(IntEnum):
     STORAGE_FAILURE = 7
     LIMIT_EXCEEDED = 8
     UNAVAILABLE = 9
+    STORAGE_FULL = 10
 
 
 class EndReason(IntEnum):
