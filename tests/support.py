@@ -11,6 +11,24 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
+
+STRICT_ENV = "REWIND_TEST_STRICT"
+"""Set (as ``.ci/run`` does) to make every test that would skip fail instead."""
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test whose environment is missing, or fail in strict mode (CI).
+
+    Tests needing root (to mount a small filesystem) or a PostgreSQL server
+    skip on a developer's machine that lacks them, but never silently in CI.
+    """
+    import pytest
+
+    if os.environ.get(STRICT_ENV):
+        pytest.fail(f"{reason} (and {STRICT_ENV} is set, so this cannot be skipped)")
+    pytest.skip(reason)
+
 
 READY = re.compile(
     r"Rewind ready: query endpoint (?P<query>[^;]+); streaming endpoint (?P<stream>[^;]+);"
