@@ -17,6 +17,8 @@ LIMIT_FLAGS = {
     "max-append-events": "most events in one append (default 10000)",
     "max-stream-name-bytes": "longest stream name in UTF-8 bytes (default and maximum 1024)",
     "pub-high-water-mark": "feed messages queued per subscriber before dropping (default 1000)",
+    "read-idle-timeout": "seconds a streamed read may wait on its client before it is closed "
+    "(default 600)",
 }
 
 

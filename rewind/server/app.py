@@ -20,7 +20,8 @@ import logging
 import os
 import signal
 import socket
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -60,6 +61,10 @@ MESSAGES_PER_READ_PER_TURN = 32
 
 LINGER_MS = 2000
 """How long closing sockets may spend flushing replies already queued."""
+
+MAX_OPEN_READS_PER_CONNECTION = 64
+MAX_OPEN_READS = 10_000
+"""Bounds on streamed reads open at once, so no client can make the server hoard cursors."""
 
 POLL_INTERVAL_MS = 1000
 BLOCKED_RETRY_MS = 10
@@ -120,6 +125,8 @@ class Server:
         self._appends_in_flight = 0
         self._queues: dict[Routing, deque[Slot]] = {}
         self._sessions: list[ReadSession] = []
+        self._open_reads: Counter[Routing] = Counter()
+        self._next_idle_sweep = 0.0
         self._v2_reads: dict[tuple[Routing, int], V2Read] = {}
         self._sessions_blocked = False
         self._sessions_busy = False
@@ -245,6 +252,7 @@ class Server:
                 self._drain_wakeup()
             if self._sessions:
                 self._pump_sessions()
+                self._close_idle_reads()
         self._finish_in_flight()
         log.info("stopped serving")
 
@@ -424,6 +432,12 @@ class Server:
                 v2.ErrorCode.BAD_REQUEST,
                 f"request id {start.request_id} is already an open read",
             )
+        refused = self._read_limit_problem(routing)
+        if refused is not None:
+            limit, reason = refused
+            if start.request_id is not None:
+                return v2.encode_error(start.request_id, v2.ErrorCode.LIMIT_EXCEEDED, reason, limit)
+            return gorewind.encode_error(reason)
         try:
             opened = start.open(self._store)
         except StorageError as exc:
@@ -435,10 +449,19 @@ class Server:
             return opened
         opened.routing = routing
         self._sessions.append(opened)
+        self._open_reads[routing] += 1
         if isinstance(opened, V2Read):
             self._v2_reads[key] = opened
         self._sessions_busy = True
         return opened
+
+    def _read_limit_problem(self, routing: Routing) -> tuple[int, str] | None:
+        if self._open_reads[routing] >= MAX_OPEN_READS_PER_CONNECTION:
+            limit = MAX_OPEN_READS_PER_CONNECTION
+            return limit, f"at most {limit} open reads per connection"
+        if len(self._sessions) >= MAX_OPEN_READS:
+            return MAX_OPEN_READS, f"the server has {MAX_OPEN_READS} open reads; retry later"
+        return None
 
     # Streamed reads ------------------------------------------------------------------
 
@@ -476,9 +499,36 @@ class Server:
         self._sessions_busy = busy
         self._sessions_blocked = blocked
 
+    def _close_idle_reads(self) -> None:
+        """Close reads whose client neither read nor granted credit for the idle timeout.
+
+        Without this, a client that vanishes while its read waits for credit
+        (ZeroMQ does not tell a ROUTER that a peer left) would leave the read
+        open until the server restarts.
+        """
+        now = time.monotonic()
+        if now < self._next_idle_sweep:
+            return
+        self._next_idle_sweep = now + 1.0
+        timeout = self.config.read_idle_timeout
+        for session in [s for s in self._sessions if now - s.last_progress > timeout]:
+            log.info("closed a streamed read idle for over %d s", timeout)
+            self._end_read(session)
+            reason = f"read closed: its client was idle for over {timeout} s"
+            if isinstance(session, V2Read):
+                error = v2.encode_error(
+                    session.request_id, v2.ErrorCode.LIMIT_EXCEEDED, reason, timeout
+                )
+            else:
+                error = gorewind.encode_error(reason)
+            self._send(session.routing, error)
+
     def _end_read(self, session: ReadSession) -> None:
         if session in self._sessions:
             self._sessions.remove(session)
+            self._open_reads[session.routing] -= 1
+            if self._open_reads[session.routing] <= 0:
+                del self._open_reads[session.routing]
         if isinstance(session, V2Read):
             self._v2_reads.pop((session.routing, session.request_id), None)
         session.finished = True

@@ -33,6 +33,7 @@ DEFAULT_MAX_APPEND_EVENTS = 10_000
 DEFAULT_MAX_STREAM_NAME_BYTES = 1024
 """The protocol's own bound on names (see ``docs/protocol.md``); lower it, never raise it."""
 DEFAULT_PUB_HIGH_WATER_MARK = 1_000
+DEFAULT_READ_IDLE_TIMEOUT = 600
 
 _ENDPOINT = re.compile(r"^(tcp|ipc|inproc|ws|wss)://\S+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -57,6 +58,8 @@ class ServerConfig:
     max_stream_name_bytes: int = DEFAULT_MAX_STREAM_NAME_BYTES
     pub_high_water_mark: int = DEFAULT_PUB_HIGH_WATER_MARK
     """Feed messages queued per subscriber before the feed drops that subscriber's."""
+    read_idle_timeout: int = DEFAULT_READ_IDLE_TIMEOUT
+    """Seconds an open read may go without sending or receiving credit before it is closed."""
 
     def __post_init__(self) -> None:
         if self.max_event_bytes > self.max_message_bytes:
@@ -145,6 +148,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
         _bounded_integer(1, DEFAULT_MAX_STREAM_NAME_BYTES),
     ),
     "pub-high-water-mark": ("pub_high_water_mark", _bounded_integer(1, 10_000_000)),
+    "read-idle-timeout": ("read_idle_timeout", _bounded_integer(1, 86_400)),
 }
 assert {name for name, _ in _KEYS.values()} == {f.name for f in fields(ServerConfig)}
 

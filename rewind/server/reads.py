@@ -8,6 +8,7 @@ it sends a page per loop turn and waits whenever the client's queue is full.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class ReadSession(ABC):
     blocks_connection: bool
     """Whether later replies on the connection must wait until this read ends."""
     finished: bool
+    last_progress: float
+    """When (``time.monotonic``) the read last sent something or got credit."""
 
     @abstractmethod
     def next_message(self, store: EventStore) -> list[bytes] | None:
@@ -76,12 +79,14 @@ class V2Read(ReadSession):
     _end: tuple[EndReason, int] | None = None
     credit_limit: int = 1 << 16
     """Most outstanding credit the client may grant."""
+    last_progress: float = field(default_factory=time.monotonic)
 
     def grant(self, credit: int) -> bool:
         """Add credit; ``False`` if it would exceed the limit."""
         if self.credit + credit > self.credit_limit:
             return False
         self.credit += credit
+        self.last_progress = time.monotonic()
         return True
 
     def cancel(self) -> None:
@@ -117,6 +122,7 @@ class V2Read(ReadSession):
         return self._pending
 
     def sent(self) -> None:
+        self.last_progress = time.monotonic()
         if self._pending_count:
             self.count += self._pending_count
             self.credit -= 1
@@ -138,6 +144,7 @@ class GorewindQuery(ReadSession):
     _exhausted: bool = False
     _pending: list[bytes] | None = None
     _pending_is_end: bool = False
+    last_progress: float = field(default_factory=time.monotonic)
 
     def next_message(self, store: EventStore) -> list[bytes] | None:
         if self._pending is not None or self.finished:
@@ -155,6 +162,7 @@ class GorewindQuery(ReadSession):
         return self._pending
 
     def sent(self) -> None:
+        self.last_progress = time.monotonic()
         self.finished = self._pending_is_end
         self._pending = None
 
