@@ -66,7 +66,8 @@ MAX_OPEN_READS_PER_CONNECTION = 64
 MAX_OPEN_READS = 10_000
 """Bounds on streamed reads open at once, so no client can make the server hoard cursors."""
 
-POLL_INTERVAL_MS = 1000
+POLL_INTERVAL_MS = 100
+"""Longest the loop sleeps: it then looks for events other writers committed to the store."""
 BLOCKED_RETRY_MS = 10
 """How soon to retry a streamed read whose client's queue was full."""
 
@@ -127,6 +128,7 @@ class Server:
         self._sessions: list[ReadSession] = []
         self._open_reads: Counter[Routing] = Counter()
         self._next_idle_sweep = 0.0
+        self._next_catch_up = 0.0
         self._v2_reads: dict[tuple[Routing, int], V2Read] = {}
         self._sessions_blocked = False
         self._sessions_busy = False
@@ -253,8 +255,21 @@ class Server:
             if self._sessions:
                 self._pump_sessions()
                 self._close_idle_reads()
+            self._catch_up_feeds()
         self._finish_in_flight()
         log.info("stopped serving")
+
+    def _catch_up_feeds(self) -> None:
+        """Broadcast what other servers sharing the store committed, every poll interval."""
+        now = time.monotonic()
+        if now < self._next_catch_up:
+            return
+        self._next_catch_up = now + POLL_INTERVAL_MS / 1000
+        assert self._feeds is not None and self._store is not None
+        try:
+            self._feeds.catch_up(self._store)
+        except StorageError as exc:
+            log.warning("could not read other writers' events for the feeds: %s", exc)
 
     def _finish_in_flight(self) -> None:
         assert self._committer is not None
@@ -577,9 +592,10 @@ class Server:
                 item.slot.frames = item.encode(batch.error)
             return
         # Durable now: tell the world; the writers' replies follow in order.
+        assert self._store is not None
         for result in batch.results:
             if isinstance(result, tuple):
-                self._feeds.broadcast(result)
+                self._feeds.broadcast(self._store, result)
         for item, result in zip(batch.items, batch.results, strict=True):
             item.slot.frames = item.encode(result)
 

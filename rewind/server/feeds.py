@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import zmq
 
+from rewind.errors import StorageError
 from rewind.model import RecordedEvent
 from rewind.protocol.seed import format_event_id
 from rewind.protocol.v2 import encode_feed_message
 from rewind.server.transport import send
+from rewind.storage.base import EventStore
+
+log = logging.getLogger("rewind.server")
+
+CATCH_UP_BATCH = 1000
+"""Events read from the store per query when catching up with other writers."""
 
 
 class SeedFeed:
@@ -46,7 +54,15 @@ class V2Feed:
 
 
 class Feeds:
-    """Every streaming socket the server has, fed the same committed events, once each.
+    """Every streaming socket the server has, fed every committed event once, in log order.
+
+    Events this server committed are broadcast as their commit completes.
+    Other writers may share the store (several servers on one database, or
+    on one SQLite file): their events are read from the store and broadcast
+    in their place in the global log, before any later event, either when
+    a local commit lands beyond a gap or when :meth:`catch_up` is called
+    (the server does so periodically). So every server's feeds carry the
+    same sequence: the global log, in position order, without gaps.
 
     An idempotent re-send of an append returns events stored earlier; they
     were broadcast when first committed, so only positions beyond the last
@@ -57,11 +73,41 @@ class Feeds:
         self._feeds = (seed_feed, v2_feed)
         self._head = head_position
 
-    def broadcast(self, events: Sequence[RecordedEvent]) -> None:
-        """Broadcast newly committed events on every feed, in commit order."""
+    @property
+    def head(self) -> int:
+        """Position of the last event broadcast (0 before any)."""
+        return self._head
+
+    def broadcast(self, store: EventStore, events: Sequence[RecordedEvent]) -> None:
+        """Broadcast newly committed events on every feed, after any that precede them."""
         fresh = [event for event in events if event.position > self._head]
         if not fresh:
             return
-        self._head = fresh[-1].position
+        if fresh[0].position > self._head + 1:
+            # Someone else committed in between: their events go out first.
+            try:
+                self.catch_up(store, through=fresh[0].position - 1)
+            except StorageError as exc:
+                # Sending ours now would skip theirs; the next catch-up sends both, in order.
+                log.warning("could not read other writers' events for the feeds: %s", exc)
+                return
+        self._send(fresh)
+
+    def catch_up(self, store: EventStore, *, through: int | None = None) -> None:
+        """Broadcast what other writers committed after the last broadcast event.
+
+        Raises :class:`~rewind.errors.StorageError` if the store cannot be read;
+        nothing is skipped then, the next call starts where this one stopped.
+        """
+        while True:
+            events = store.read_all(after=self._head, through=through, limit=CATCH_UP_BATCH)
+            if not events:
+                return
+            self._send(events)
+            if len(events) < CATCH_UP_BATCH:
+                return
+
+    def _send(self, events: Sequence[RecordedEvent]) -> None:
+        self._head = events[-1].position
         for feed in self._feeds:
-            feed.broadcast(fresh)
+            feed.broadcast(events)
