@@ -134,6 +134,10 @@ class ServerUnavailable(ServerError):
     """The server is shutting down and did not serve the request; retry later or elsewhere."""
 
 
+class Forbidden(ServerError):
+    """The server's CURVE set-up lets this client key read and subscribe, not append."""
+
+
 class RequestTimeout(ClientError, TimeoutError):
     """The server did not answer in time (after the retries the client makes)."""
 
@@ -150,6 +154,7 @@ _BY_CODE: dict[int, type[ServerError]] = {
     ErrorCode.STORAGE_FAILURE: StorageFailure,
     ErrorCode.LIMIT_EXCEEDED: LimitExceeded,
     ErrorCode.UNAVAILABLE: ServerUnavailable,
+    ErrorCode.FORBIDDEN: Forbidden,
 }
 
 

@@ -89,6 +89,7 @@ class ErrorCode(IntEnum):
     STORAGE_FAILURE = 7
     LIMIT_EXCEEDED = 8
     UNAVAILABLE = 9
+    FORBIDDEN = 10
 
 
 class EndReason(IntEnum):
