@@ -242,7 +242,12 @@ def test_async_client_read_only_may_not_append(server: ServerProcess, keys: Keys
 
 def test_cli_tools_connect_with_flags_and_environment(server: ServerProcess, keys: Keys) -> None:
     endpoint = ["--query-endpoint", server.query_endpoint, "--timeout", "5"]
-    flags = ["--curve-server-key", str(keys.server_public), "--curve-key", str(keys.secret("alice"))]
+    flags = [
+        "--curve-server-key",
+        str(keys.server_public),
+        "--curve-key",
+        str(keys.secret("alice")),
+    ]
     appended = run_rewind("append", "cli", "hello", *endpoint, *flags)
     assert appended.returncode == 0, appended.stderr
     env = {
@@ -260,7 +265,9 @@ def test_cli_tools_connect_with_flags_and_environment(server: ServerProcess, key
 def test_cli_curve_flag_errors_are_one_line(keys: Keys) -> None:
     alone = run_rewind("info", "--curve-key", str(keys.secret("alice")))
     assert alone.returncode == 2
-    assert alone.stderr.decode().strip() == "rewind: error: --curve-key needs --curve-server-key too"
+    assert (
+        alone.stderr.decode().strip() == "rewind: error: --curve-key needs --curve-server-key too"
+    )
     public_as_secret = run_rewind(
         "info",
         "--curve-server-key",
