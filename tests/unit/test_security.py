@@ -89,7 +89,7 @@ def test_malformed_key_files_are_named(tmp_path: Path, content: str, problem: st
 
 
 def test_a_secret_file_must_hold_a_matching_pair(tmp_path: Path) -> None:
-    public, secret = write_key_pair(tmp_path, "a")
+    public, _ = write_key_pair(tmp_path, "a")
     with pytest.raises(KeyFileError, match="holds no secret key"):
         read_key_pair(public)
     _, other_secret = write_key_pair(tmp_path, "b")
@@ -111,7 +111,7 @@ def test_a_key_directory_reads_only_public_key_files(tree: Path) -> None:
     keys = read_public_keys(tree / "clients")
     assert sorted(path.name for path in keys.values()) == ["alice.key", "bob.key"]
     (tree / "clients" / "copy.key").write_bytes((tree / "clients" / "alice.key").read_bytes())
-    with pytest.raises(KeyFileError, match="copy.key repeats the key of alice.key"):
+    with pytest.raises(KeyFileError, match=r"copy\.key repeats the key of alice\.key"):
         read_public_keys(tree / "clients")
     with pytest.raises(KeyFileError, match="not a directory"):
         read_public_keys(tree / "server.key")
@@ -170,7 +170,7 @@ def test_curve_configuration_is_checked_at_the_edge(
 
 def test_a_key_may_not_be_both_full_and_read_only(tree: Path) -> None:
     (tree / "ro" / "alice.key").write_bytes((tree / "allowed" / "alice.key").read_bytes())
-    with pytest.raises(ConfigError, match="curve-read-only-keys: .* same key as"):
+    with pytest.raises(ConfigError, match=r"curve-read-only-keys: .* same key as"):
         load_curve_keys(tree / "server.key_secret", tree / "allowed", tree / "ro")
 
 
