@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -323,3 +325,17 @@ def test_serve_refuses_bad_curve_configuration(
     assert len(lines) == 1, lines
     assert lines[0].startswith("rewind: error: ") and named in lines[0], lines
     assert not (tmp_path / "e.db").exists()
+
+
+def test_curve_benchmark_row_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "curve"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "CURVE on" in line)
+    assert "the same, CURVE off" in row and "x " in row
