@@ -224,12 +224,22 @@ _PROTOCOL_REASONS = {
 
 
 def describe_handshake_failure(event: int, value: int) -> str | None:
-    """Why a monitored handshake failed, or ``None`` if the ZAP handler reported it."""
-    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+    """Why a monitored handshake was refused; ``None`` if there is nothing to report.
+
+    Refusals by key are reported by the ZAP handler, which knows the key. A
+    handshake that fails without detail is a peer that went away half-way
+    (a client giving up, a port probe): nothing was refused.
+    """
+    if event != zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
         return None
-    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        return _PROTOCOL_REASONS.get(value, f"CURVE handshake error {value:#x}")
-    return "the handshake failed"
+    known = _PROTOCOL_REASONS.get(value)
+    if known is not None:
+        return known
+    try:
+        name = zmq.Event(value).name or hex(value)
+    except ValueError:
+        name = hex(value)
+    return f"the client broke the handshake protocol ({name})"
 
 
 class _Watcher(threading.Thread):
@@ -270,6 +280,7 @@ class _Watcher(threading.Thread):
         message = recv_monitor_message(monitor, zmq.NOBLOCK)
         reason = describe_handshake_failure(int(message["event"]), int(message["value"]))
         if reason is None:
+            log.debug("handshake on %r ended: %r", message["endpoint"], message["event"])
             return
         endpoint = bytes(message["endpoint"]).decode("utf-8", errors="replace")
         self._denials.denied(

@@ -222,6 +222,9 @@ def test_handshake_failures_are_explained() -> None:
     assert describe_handshake_failure(protocol, mismatch) == "the client does not use CURVE"
     assert "another server public key" in (describe_handshake_failure(protocol, crypto) or "")
     assert describe_handshake_failure(int(zmq.EVENT_HANDSHAKE_FAILED_AUTH), 400) is None
+    assert describe_handshake_failure(int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL), 0) is None
+    odd = int(zmq.PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND)
+    assert "UNEXPECTED_COMMAND" in (describe_handshake_failure(protocol, odd) or "")
 
 
 def test_denial_log_bursts_then_counts(caplog: pytest.LogCaptureFixture) -> None:
