@@ -138,6 +138,7 @@ def test_allowed_key_appends_reads_and_subscribes(server: ServerProcess, keys: K
         follower = alice.follow(idle_timeout=5.0)
         assert [next(follower).data for _ in range(3)] == [b"opened", b"deposited", b"seed event"]
     assert "refused" not in server.log
+    assert server.stop() == 0  # the ZAP and monitor threads end with the server
 
 
 def test_read_only_key_reads_and_subscribes_but_may_not_append(

@@ -585,6 +585,7 @@ def test_error_codes_are_stable() -> None:
         "STORAGE_FAILURE": 7,
         "LIMIT_EXCEEDED": 8,
         "UNAVAILABLE": 9,
+        "FORBIDDEN": 10,
     }
 
 
