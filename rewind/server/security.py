@@ -12,7 +12,8 @@ Refused connections never reach the server loop. Each is logged: unknown
 keys by the ZAP handler, which sees them; clients without CURVE and clients
 that encrypted for another server key by a socket monitor thread, since
 those handshakes fail before ZAP is asked. A client that keeps retrying is
-reported once a minute, with a count, so the log cannot be flooded.
+reported a few times a minute, with a count of the rest, so it cannot flood
+the log.
 """
 
 from __future__ import annotations
