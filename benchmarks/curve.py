@@ -15,7 +15,7 @@ from typing import Any
 import zmq
 
 from benchmarks import clients
-from benchmarks.processes import START_TIMEOUT, ServerProcess, stop_rewind
+from benchmarks.processes import START_TIMEOUT, ServerProcess, cpu_seconds, stop_rewind
 from benchmarks.report import Figure, Row
 from benchmarks.suites import Run
 from rewind.client import CurveKeys
@@ -46,6 +46,8 @@ def curve_cost(run: Run) -> list[Row]:
     s = run.settings
     request = clients.publish_frames(s.payload_size)
     rates: dict[str, list[float]] = {"plain": [], "curve": []}
+    # Server CPU per request moves much less with the machine's load than rates do.
+    cpu_us: dict[str, list[float]] = {"plain": [], "curve": []}
     with ExitStack() as stack:
         plain = ServerProcess("memory:")
         secured, keys = _curve_server(run)
@@ -61,20 +63,27 @@ def curve_cost(run: Run) -> list[Row]:
         keys.apply(curve_socket)
         curve_socket.connect(secured.query_endpoint)
         sockets["curve"] = curve_socket
+        assert plain.process is not None and secured.process is not None
+        pids = {"plain": plain.process.pid, "curve": secured.process.pid}
         for socket in sockets.values():
             clients.round_trips(socket, request, clients.PUBLISHED, s.warmup_seconds)
         for round_number in range(s.rounds):
             run.progress(f"CURVE on and off, round {round_number + 1} of {s.rounds}")
             for name, socket in sockets.items():
+                cpu_before = cpu_seconds(pids[name])
                 count, seconds = clients.round_trips(
                     socket, request, clients.PUBLISHED, s.round_seconds
                 )
+                cpu_us[name].append((cpu_seconds(pids[name]) - cpu_before) / count * 1e6)
                 rates[name].append(count / seconds)
     curve_rate = statistics.median(rates["curve"])
     plain_rate = statistics.median(rates["plain"])
+    server_cpu = {name: statistics.median(values) for name, values in cpu_us.items()}
     run.notes.append(
         f"row 10: one PUBLISH round trip takes {1e6 / curve_rate:.0f} µs with CURVE and "
-        f"{1e6 / plain_rate:.0f} µs without ({1e6 / curve_rate - 1e6 / plain_rate:+.0f} µs)"
+        f"{1e6 / plain_rate:.0f} µs without ({1e6 / curve_rate - 1e6 / plain_rate:+.0f} µs); "
+        f"server CPU per request {server_cpu['curve']:.0f} µs with CURVE, "
+        f"{server_cpu['plain']:.0f} µs without"
     )
     return [
         Row(
@@ -85,6 +94,11 @@ def curve_cost(run: Run) -> list[Row]:
             baseline=Figure(plain_rate, "/s"),
             target="(report only)",
             passed=None,
-            details={"curve_rates": rates["curve"], "plain_rates": rates["plain"]},
+            details={
+                "curve_rates": rates["curve"],
+                "plain_rates": rates["plain"],
+                "curve_server_cpu_us_per_request": cpu_us["curve"],
+                "plain_server_cpu_us_per_request": cpu_us["plain"],
+            },
         )
     ]
