@@ -227,7 +227,11 @@ def test_async_client_with_curve(server: ServerProcess, keys: Keys) -> None:
             v2_streaming_endpoint=server.v2_streaming_endpoint,
             curve=keys.curve("alice"),
         ) as alice:
+            subscription = alice.subscribe(stream="async", idle_timeout=5.0)
             await alice.append("async", [b"one", b"two"])
+            live = [(await subscription.__anext__()).data for _ in range(2)]
+            await subscription.close()
+            assert live == [b"one", b"two"]  # through the encrypted v2 feed
             return [event.data async for event in alice.read_stream("async")]
 
     assert asyncio.run(scenario()) == [b"one", b"two"]
