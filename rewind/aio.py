@@ -6,10 +6,12 @@ Its errors are those of :mod:`rewind.client.errors`, re-exported here.
 """
 
 from rewind.client.aio import AsyncClient, AsyncEventReader, AsyncSubscription
+from rewind.client.curve import CurveKeys
 from rewind.client.errors import (
     BadRequest,
     ClientError,
     EventIdConflict,
+    Forbidden,
     LimitExceeded,
     ProtocolError,
     RequestTimeout,
@@ -34,8 +36,10 @@ __all__ = [
     "AsyncSubscription",
     "BadRequest",
     "ClientError",
+    "CurveKeys",
     "EventData",
     "EventIdConflict",
+    "Forbidden",
     "LimitExceeded",
     "ProtocolError",
     "ReadEnd",

@@ -7,7 +7,10 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable
-from typing import NoReturn, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+if TYPE_CHECKING:
+    from rewind.client import CurveKeys
 
 ERROR_EXIT = 1
 USAGE_EXIT = 2
@@ -62,6 +65,45 @@ def add_endpoint_options(parser: argparse.ArgumentParser, *, streaming: bool) ->
         help="how long to wait for each reply (default 10)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--curve-server-key",
+        metavar="FILE",
+        default=os.environ.get("REWIND_CURVE_SERVER_KEY"),
+        help="connect with CURVE: the server's public key file (or $REWIND_CURVE_SERVER_KEY); "
+        "needs --curve-key",
+    )
+    parser.add_argument(
+        "--curve-key",
+        metavar="FILE",
+        default=os.environ.get("REWIND_CURVE_KEY"),
+        help="this client's secret key file, from `rewind keygen` (or $REWIND_CURVE_KEY)",
+    )
+
+
+def client_curve(args: argparse.Namespace) -> CurveKeys | None:
+    """The CURVE keys the ``--curve-*`` options name, or ``None`` for a plain connection.
+
+    A missing partner option or an unusable key file ends the command with a
+    one-line error (exit status 2 and 1).
+    """
+    from rewind.client import CurveKeys
+    from rewind.keyfiles import KeyFileError
+
+    server_key, own_key = args.curve_server_key, args.curve_key
+    if server_key is None and own_key is None:
+        return None
+    if server_key is None or own_key is None:
+        given, missing = (
+            ("--curve-key", "--curve-server-key")
+            if server_key is None
+            else ("--curve-server-key", "--curve-key")
+        )
+        print(f"rewind: error: {given} needs {missing} too", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT)
+    try:
+        return CurveKeys.from_files(server_key, own_key)
+    except KeyFileError as exc:
+        raise SystemExit(fail(f"CURVE key: {exc}")) from None
 
 
 def input_events(args: argparse.Namespace) -> Iterable[bytes]:

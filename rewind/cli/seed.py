@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from rewind.cli.common import Commands, add_endpoint_options, fail, input_events, non_negative
+from rewind.cli.common import (
+    Commands,
+    add_endpoint_options,
+    client_curve,
+    fail,
+    input_events,
+    non_negative,
+)
 from rewind.cli.output import print_seed_events
 from rewind.cli.v2 import tail_v2
 
@@ -69,7 +76,7 @@ def _publish(args: argparse.Namespace) -> int:
     from rewind.client import Client, ClientError
 
     count = 0
-    with Client(args.query_endpoint, timeout=args.timeout) as client:
+    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
         try:
             for data in input_events(args):
                 client.publish(data)
@@ -84,7 +91,7 @@ def _publish(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     from rewind.client import Client, ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout) as client:
+    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
         try:
             print_seed_events(
                 ((e.id, e.data) for e in client.query(args.from_id, args.to_id)), args.json
@@ -99,7 +106,9 @@ def _tail(args: argparse.Namespace) -> int:
 
     if args.stream_prefix is not None or args.from_position is not None:
         return tail_v2(args)
-    with Client(args.query_endpoint, args.streaming_endpoint, timeout=args.timeout) as client:
+    with Client(
+        args.query_endpoint, args.streaming_endpoint, timeout=args.timeout, curve=client_curve(args)
+    ) as client:
         live_only = args.after is None and not args.from_start
         events = client.follow(args.after, live_only=live_only, idle_timeout=args.idle_timeout)
         try:

@@ -62,6 +62,21 @@ def add_serve(commands: Commands) -> None:
     limits = serve.add_argument_group("limits (see docs/operations.md)")
     for key, meaning in LIMIT_FLAGS.items():
         limits.add_argument(f"--{key}", metavar="N", help=meaning)
+    serve.add_argument(
+        "--curve-secret-key",
+        metavar="FILE",
+        help="the server's CURVE secret key file (from `rewind keygen`); turns CURVE on",
+    )
+    serve.add_argument(
+        "--curve-allowed-keys",
+        metavar="DIR",
+        help="directory of the public keys (*.key) of clients with full access",
+    )
+    serve.add_argument(
+        "--curve-read-only-keys",
+        metavar="DIR",
+        help="directory of the public keys (*.key) of clients that may only read and subscribe",
+    )
     serve.add_argument("--config", metavar="FILE", type=Path, help="TOML configuration file")
     serve.set_defaults(handler=run_serve)
 
@@ -82,6 +97,9 @@ def run_serve(args: argparse.Namespace) -> int:
         "default-stream": args.default_stream,
         "log-level": args.log_level,
         **{key: getattr(args, key.replace("-", "_")) for key in LIMIT_FLAGS},
+        "curve-secret-key": args.curve_secret_key,
+        "curve-allowed-keys": args.curve_allowed_keys,
+        "curve-read-only-keys": args.curve_read_only_keys,
     }
     try:
         config = load_config(flags=flags, environ=os.environ, config_file=config_file)

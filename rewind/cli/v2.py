@@ -10,7 +10,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rewind.cli.common import Commands, add_endpoint_options, fail, input_events, non_negative
+from rewind.cli.common import (
+    Commands,
+    add_endpoint_options,
+    client_curve,
+    fail,
+    input_events,
+    non_negative,
+)
 from rewind.cli.output import print_events, text
 
 if TYPE_CHECKING:
@@ -136,7 +143,7 @@ def _append(args: argparse.Namespace) -> int:
     events = [EventData(data, type=args.type) for data in input_events(args)]
     if not events:
         return fail("append: no events given (no DATA arguments and nothing on stdin)")
-    with Client(args.query_endpoint, timeout=args.timeout) as client:
+    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
         try:
             result = client.append(args.stream, events, expected_version=args.expected_version)
         except RequestTimeout as exc:
@@ -169,7 +176,7 @@ def _print_read(
     """Print every event of a read opened on a fresh client, or fail in one line."""
     from rewind.client import Client, ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout) as client:
+    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
         try:
             with open_read(client) as events:
                 print_events(events, args.json, flush=False)
@@ -209,7 +216,7 @@ def _read_all(args: argparse.Namespace) -> int:
 def _streams(args: argparse.Namespace) -> int:
     from rewind.client import Client, ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout) as client:
+    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
         try:
             for name in client.list_streams(after=args.after):
                 line = json.dumps({"stream": name}, ensure_ascii=False) if args.json else text(name)
@@ -223,7 +230,7 @@ def _streams(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from rewind.client import Client, ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout) as client:
+    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
         try:
             round_trip = client.ping()
             info = client.server_info()
@@ -267,6 +274,7 @@ def tail_v2(args: argparse.Namespace) -> int:
         args.query_endpoint,
         v2_streaming_endpoint=args.v2_streaming_endpoint,
         timeout=args.timeout,
+        curve=client_curve(args),
     ) as client:
         try:
             subscription = client.subscribe(

@@ -10,10 +10,12 @@ The module functions :func:`publish_event`, :func:`query_events`,
 arguments and behaviour of the ``rewind-client`` 0.3 package.
 """
 
+from rewind.client.curve import CurveKeys
 from rewind.client.errors import (
     BadRequest,
     ClientError,
     EventIdConflict,
+    Forbidden,
     LimitExceeded,
     ProtocolError,
     RequestTimeout,
@@ -39,10 +41,12 @@ __all__ = [
     "BadRequest",
     "Client",
     "ClientError",
+    "CurveKeys",
     "Event",
     "EventData",
     "EventIdConflict",
     "EventReader",
+    "Forbidden",
     "LimitExceeded",
     "ProtocolError",
     "QueryException",

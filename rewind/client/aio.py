@@ -29,6 +29,7 @@ from rewind.client.connection import (
     decode,
     timeout_message,
 )
+from rewind.client.curve import CurveKeys, prepare
 from rewind.client.errors import RequestTimeout, StreamNotFound
 from rewind.client.models import AppendResult, EventData, ServerInfo
 from rewind.client.operations import (
@@ -60,10 +61,12 @@ class AsyncConnection:
         *,
         timeout: float | None,
         retries: int,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
+        self.curve = curve
         self._context = context
         self._router = ReplyRouter()
         self._arrived: dict[int, asyncio.Event] = {}
@@ -151,7 +154,7 @@ class AsyncConnection:
     def _sock(self) -> zmq.asyncio.Socket:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
+            prepare(sock, self.curve)
             sock.connect(self.endpoint)
             self._socket = sock
             self._receiver = asyncio.get_running_loop().create_task(self._receive(sock))
@@ -321,7 +324,7 @@ class AsyncSubscription(_ClosingAsyncIterator):
     async def _run(self) -> AsyncGenerator[RecordedEvent, None]:
         catch_up = self._catch_up
         sub = self._context.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
+        prepare(sub, self._connection.curve)
         for option, value in self._feed_options.items():
             sub.setsockopt(option, value)
         sub.setsockopt(zmq.SUBSCRIBE, catch_up.topic)
@@ -388,6 +391,7 @@ class AsyncClient:
         timeout: float | None = 5.0,
         retries: int = 2,
         context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.query_endpoint = query_endpoint
         self.v2_streaming_endpoint = v2_streaming_endpoint
@@ -395,7 +399,7 @@ class AsyncClient:
         self.retries = retries
         self._context = context or zmq.asyncio.Context.instance()
         self._connection = AsyncConnection(
-            self._context, query_endpoint, timeout=timeout, retries=retries
+            self._context, query_endpoint, timeout=timeout, retries=retries, curve=curve
         )
 
     async def append(

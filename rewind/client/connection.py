@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from rewind.client.curve import CurveKeys, prepare
 from rewind.client.errors import ProtocolError, RequestTimeout
 from rewind.protocol import v2
 
@@ -133,10 +134,13 @@ class Connection:
         *,
         timeout: float | None,
         retries: int,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
+        self.curve = curve
+        """CURVE keys for this connection and every socket opened beside it (feeds)."""
         self._context = context
         self._router = ReplyRouter()
         self._socket: zmq.Socket[bytes] | None = None
@@ -241,7 +245,7 @@ class Connection:
     def _sock(self) -> zmq.Socket[bytes]:
         if self._socket is None:
             sock: zmq.Socket[bytes] = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
+            prepare(sock, self.curve)
             sock.connect(self.endpoint)
             self._socket = sock
         return self._socket

@@ -145,6 +145,10 @@ class ServerUnavailable(ServerError):
     """
 
 
+class Forbidden(ServerError):
+    """The server's CURVE set-up lets this client key read and subscribe, not append."""
+
+
 class RequestTimeout(ClientError, TimeoutError):
     """The server did not answer in time (after the retries the client makes)."""
 
@@ -162,6 +166,7 @@ _BY_CODE: dict[int, type[ServerError]] = {
     ErrorCode.STORAGE_FULL: StorageFull,
     ErrorCode.LIMIT_EXCEEDED: LimitExceeded,
     ErrorCode.UNAVAILABLE: ServerUnavailable,
+    ErrorCode.FORBIDDEN: Forbidden,
 }
 
 

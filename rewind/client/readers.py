@@ -11,6 +11,7 @@ from typing import Any
 import zmq
 
 from rewind.client.connection import Connection, ConnectionReset, backoff, decode, timeout_message
+from rewind.client.curve import prepare
 from rewind.client.errors import RequestTimeout, StreamNotFound
 from rewind.client.reads import ReadEnd, ReadSpec, ReadState
 from rewind.client.subscription import QUIET_INTERVAL, CatchUp
@@ -155,7 +156,7 @@ class Subscription(_ClosingIterator):
 
     def _open_feed(self) -> zmq.Socket[bytes]:
         sub: zmq.Socket[bytes] = self._context.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
+        prepare(sub, self._connection.curve)
         for option, value in self._feed_options.items():
             sub.setsockopt(option, value)
         sub.setsockopt(zmq.SUBSCRIBE, self._catch_up.topic)

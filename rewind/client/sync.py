@@ -13,6 +13,7 @@ from typing import Any
 import zmq
 
 from rewind.client.connection import Connection
+from rewind.client.curve import CurveKeys, prepare
 from rewind.client.errors import ProtocolError, RequestTimeout, ServerError
 from rewind.client.models import AppendResult, EventData, ServerInfo
 from rewind.client.operations import (
@@ -73,6 +74,9 @@ class Client:
     A client is not thread-safe (nor are the ZeroMQ sockets under it): use
     one per thread. Its iterators share its connection, so other requests
     can be made while iterating.
+
+    ``curve`` (:class:`~rewind.client.CurveKeys`) connects every socket of
+    the client with CURVE, to a server that has it on.
     """
 
     def __init__(
@@ -84,12 +88,14 @@ class Client:
         timeout: float | None = 5.0,
         retries: int = 2,
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.query_endpoint = query_endpoint
         self.streaming_endpoint = streaming_endpoint
         self.v2_streaming_endpoint = v2_streaming_endpoint
         self.timeout = timeout
         self.retries = retries
+        self.curve = curve
         self._context = context or zmq.Context.instance()
         self._req: zmq.Socket[bytes] | None = None
         self._connection: Connection | None = None
@@ -256,7 +262,11 @@ class Client:
     def _v2(self) -> Connection:
         if self._connection is None:
             self._connection = Connection(
-                self._context, self.query_endpoint, timeout=self.timeout, retries=self.retries
+                self._context,
+                self.query_endpoint,
+                timeout=self.timeout,
+                retries=self.retries,
+                curve=self.curve,
             )
         return self._connection
 
@@ -315,7 +325,7 @@ class Client:
         seconds without a new event.
         """
         sub = self._context.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
+        prepare(sub, self.curve)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(self.streaming_endpoint)
         try:
@@ -393,7 +403,7 @@ class Client:
     def _socket(self) -> zmq.Socket[bytes]:
         if self._req is None:
             self._req = self._context.socket(zmq.REQ)
-            self._req.setsockopt(zmq.LINGER, 0)
+            prepare(self._req, self.curve)
             self._req.connect(self.query_endpoint)
         return self._req
 

@@ -47,6 +47,7 @@ from rewind.server.config import ServerConfig
 from rewind.server.feeds import Feeds, SeedFeed, V2Feed
 from rewind.server.limits import Limits
 from rewind.server.reads import ReadSession, V2Read
+from rewind.server.security import CurveSecurity, keys_from_config
 from rewind.server.writer import CommittedBatch, Committer, committer_for
 from rewind.storage import open_store
 from rewind.storage.base import AppendResult, EventStore
@@ -117,6 +118,7 @@ class Server:
         self._router: zmq.Socket[bytes] | None = None
         self._publishers: list[zmq.Socket[bytes]] = []
         self._feeds: Feeds | None = None
+        self._security: CurveSecurity | None = None
         self._facts: v2_handler.ServerFacts | None = None
         self._stop_requested = False
         self._writes_stopped_reported = False
@@ -145,6 +147,7 @@ class Server:
         creating a store file; requests that arrive meanwhile simply queue.
         """
         try:
+            self._start_security()
             self._router = self._context.socket(zmq.ROUTER)
             # A reply to a vanished peer must fail loudly (and be dropped by
             # us), never block the loop or vanish silently into a full queue.
@@ -189,6 +192,17 @@ class Server:
             durability,
         )
 
+    def _start_security(self) -> None:
+        keys = keys_from_config(self.config)
+        if keys is None:
+            return
+        self._security = CurveSecurity(keys, self._context)
+        try:
+            self._security.start()
+        except zmq.ZMQError as exc:
+            # Most likely another ZAP handler in this process's ZeroMQ context.
+            raise StartupError(f"cannot start the CURVE authenticator: {exc}") from None
+
     def _publisher(self, endpoints: Sequence[str]) -> tuple[zmq.Socket[bytes], list[str]]:
         publisher: zmq.Socket[bytes] = self._context.socket(zmq.PUB)
         publisher.setsockopt(zmq.LINGER, LINGER_MS)
@@ -199,6 +213,8 @@ class Server:
         return publisher, self._bind(publisher, endpoints)
 
     def _bind(self, sock: zmq.Socket[bytes], endpoints: Sequence[str]) -> list[str]:
+        if self._security is not None:
+            self._security.secure(sock)
         bound = []
         for endpoint in endpoints:
             try:
@@ -288,6 +304,9 @@ class Server:
                 sock.close()
         self._router = None
         self._publishers = []
+        if self._security is not None:
+            self._security.stop()
+            self._security = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -313,13 +332,18 @@ class Server:
         router = self._router
         assert router is not None
         touched: set[Routing] = set()
+        secured = self._security is not None
         # The poller said a message is waiting, so the first receive needs no check.
         for _ in range(MAX_REQUESTS_PER_TURN):
+            user_id: str | None = None
             try:
-                frames = transport.receive(router)
+                if secured:
+                    frames, user_id = transport.receive_with_user_id(router)
+                else:
+                    frames = transport.receive(router)
             except zmq.Again:
                 break
-            touched.add(self._handle(frames))
+            touched.add(self._handle(frames, user_id))
             if not transport.has_message(router):
                 break
         self._submit_pending()
@@ -328,10 +352,14 @@ class Server:
         for routing in touched:
             self._flush(routing)
 
-    def _action_for(self, body: Sequence[bytes]) -> Action:
+    def _action_for(self, body: Sequence[bytes], user_id: str | None = None) -> Action:
         request = dispatch.parse_request(body)
         if isinstance(request, _BAD_REQUESTS):
             log.info("bad request: %s", request.reason)
+        if user_id is not None and self._security is not None:
+            refused = self._security.refusal(request, user_id)
+            if refused is not None:
+                return Reply(refused)
         if isinstance(request, seed.Publish | seed.Query | seed.BadRequest):
             return seed_handler.handle(request, self.config.default_stream)
         if isinstance(request, gorewind.Publish | gorewind.Query | gorewind.BadRequest):
@@ -339,11 +367,15 @@ class Server:
         assert self._facts is not None
         return v2_handler.handle(request, self._facts)
 
-    def _handle(self, frames: list[bytes]) -> Routing:
-        """Queue the request's reply slot (or act on its read); return its connection."""
+    def _handle(self, frames: list[bytes], user_id: str | None = None) -> Routing:
+        """Queue the request's reply slot (or act on its read); return its connection.
+
+        ``user_id`` is the peer's ZAP User-Id when CURVE is on (it says
+        whether the peer may append), ``None`` when it is off.
+        """
         envelope = split_envelope(frames, dispatch.is_command)
         routing = envelope.routing
-        action = self._action_for(envelope.body)
+        action = self._action_for(envelope.body, user_id)
         if isinstance(action, GrantCredit):
             self._grant(routing, action)
             return routing

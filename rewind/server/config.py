@@ -73,6 +73,13 @@ class ServerConfig:
                 f"max-stream-name-bytes ({self.max_stream_name_bytes})"
             )
 
+    curve_secret_key: Path | None = None
+    """The server's CURVE secret key file; setting it turns CURVE on."""
+    curve_allowed_keys: Path | None = None
+    """Directory of the public keys of clients with full access."""
+    curve_read_only_keys: Path | None = None
+    """Directory of the public keys of clients that may read and subscribe only."""
+
 
 def _endpoints(key: str, value: object) -> tuple[str, ...]:
     if isinstance(value, str):
@@ -132,6 +139,54 @@ def _bounded_integer(low: int, high: int) -> Callable[[str, object], int]:
     return check
 
 
+def _curve_secret_key(key: str, value: object) -> Path:
+    from rewind.keyfiles import KeyFileError, read_key_pair
+
+    path = _path(key, value)
+    try:
+        read_key_pair(path)
+    except KeyFileError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return path
+
+
+def _curve_key_directory(key: str, value: object) -> Path:
+    from rewind.keyfiles import KeyFileError, read_public_keys
+
+    path = _path(key, value)
+    try:
+        read_public_keys(path)
+    except KeyFileError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return path
+
+
+def _path(key: str, value: object) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a path")
+    return Path(value)
+
+
+def _check_curve(config: ServerConfig) -> None:
+    """The CURVE keys make sense together (each was checked on its own already)."""
+    dirs = config.curve_allowed_keys is not None or config.curve_read_only_keys is not None
+    if config.curve_secret_key is None:
+        if dirs:
+            named = "curve-allowed-keys" if config.curve_allowed_keys else "curve-read-only-keys"
+            raise ConfigError(f"{named}: needs curve-secret-key (the server's secret key file)")
+        return
+    if not dirs:
+        raise ConfigError(
+            "curve-secret-key: needs curve-allowed-keys or curve-read-only-keys "
+            "(directories of client public keys), or no client could connect"
+        )
+    from rewind.server.security import keys_from_config
+
+    keys_from_config(config)  # keys in both directories, or in neither
+
+
 # Each key: the dataclass field it sets and how its raw value is checked.
 _KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
     "query-bind-endpoint": ("query_bind_endpoints", _endpoints),
@@ -149,6 +204,9 @@ _KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
     ),
     "pub-high-water-mark": ("pub_high_water_mark", _bounded_integer(1, 10_000_000)),
     "read-idle-timeout": ("read_idle_timeout", _bounded_integer(1, 86_400)),
+    "curve-secret-key": ("curve_secret_key", _curve_secret_key),
+    "curve-allowed-keys": ("curve_allowed_keys", _curve_key_directory),
+    "curve-read-only-keys": ("curve_read_only_keys", _curve_key_directory),
 }
 assert {name for name, _ in _KEYS.values()} == {f.name for f in fields(ServerConfig)}
 
@@ -211,7 +269,9 @@ def load_config(
                 else (env_name(key) if source == "environment" else f"{source}: {key}")
             )
             values[field_name] = check(label, raw)
-    return ServerConfig(**values)  # type: ignore[arg-type]
+    config = ServerConfig(**values)  # type: ignore[arg-type]
+    _check_curve(config)
+    return config
 
 
 def logging_level(config: ServerConfig) -> int:

@@ -40,6 +40,24 @@ def receive(sock: zmq.Socket[Any]) -> list[bytes]:
     return frames
 
 
+def receive_with_user_id(sock: zmq.Socket[Any]) -> tuple[list[bytes], str]:
+    """Like :func:`receive`, with the ZAP User-Id of the peer that sent the message.
+
+    The User-Id is empty if the peer has none (it was not admitted by ZAP).
+    Only servers with CURVE on pay for the extra look-up.
+    """
+    frame = sock.recv(_NOBLOCK, copy=False)
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:
+        user_id = ""
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(_NOBLOCK, copy=False)
+        frames.append(frame.bytes)
+    return frames, user_id if isinstance(user_id, str) else ""
+
+
 def send(sock: zmq.Socket[Any], frames: Sequence[bytes]) -> None:
     """Send a multipart message without blocking (raises ``zmq.Again`` if it would)."""
     last = len(frames) - 1

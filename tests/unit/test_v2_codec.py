@@ -619,6 +619,7 @@ def test_error_codes_are_stable() -> None:
         "LIMIT_EXCEEDED": 8,
         "UNAVAILABLE": 9,
         "STORAGE_FULL": 10,
+        "FORBIDDEN": 11,
     }
 
 

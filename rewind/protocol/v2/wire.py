@@ -92,6 +92,7 @@ class ErrorCode(IntEnum):
     LIMIT_EXCEEDED = 8
     UNAVAILABLE = 9
     STORAGE_FULL = 10
+    FORBIDDEN = 11
 
 
 class EndReason(IntEnum):
