@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -46,6 +46,7 @@ from rewind.server.actions import (
 from rewind.server.config import ServerConfig
 from rewind.server.feeds import Feeds, SeedFeed, V2Feed
 from rewind.server.limits import Limits
+from rewind.server.open_reads import OpenReads
 from rewind.server.reads import ReadSession, V2Read
 from rewind.server.security import CurveSecurity, keys_from_config
 from rewind.server.writer import CommittedBatch, Committer, committer_for
@@ -62,10 +63,6 @@ MESSAGES_PER_READ_PER_TURN = 32
 
 LINGER_MS = 2000
 """How long closing sockets may spend flushing replies already queued."""
-
-MAX_OPEN_READS_PER_CONNECTION = 64
-MAX_OPEN_READS = 10_000
-"""Bounds on streamed reads open at once, so no client can make the server hoard cursors."""
 
 POLL_INTERVAL_MS = 100
 """Longest the loop sleeps: it then looks for events other writers committed to the store."""
@@ -127,11 +124,8 @@ class Server:
         self._pending: list[PendingAppend] = []
         self._appends_in_flight = 0
         self._queues: dict[Routing, deque[Slot]] = {}
-        self._sessions: list[ReadSession] = []
-        self._open_reads: Counter[Routing] = Counter()
-        self._next_idle_sweep = 0.0
+        self._reads = OpenReads(config.read_idle_timeout)
         self._next_catch_up = 0.0
-        self._v2_reads: dict[tuple[Routing, int], V2Read] = {}
         self._sessions_blocked = False
         self._sessions_busy = False
         self.query_endpoints: list[str] = []
@@ -268,7 +262,7 @@ class Server:
                 self._finish_commits()
             if self._wakeup_reader is not None and self._wakeup_reader.fileno() in ready:
                 self._drain_wakeup()
-            if self._sessions:
+            if self._reads:
                 self._pump_sessions()
                 self._close_idle_reads()
             self._catch_up_feeds()
@@ -403,7 +397,7 @@ class Server:
         return routing
 
     def _grant(self, routing: Routing, credit: GrantCredit) -> None:
-        read = self._v2_reads.get((routing, credit.request_id))
+        read = self._reads.v2_read(routing, credit.request_id)
         if read is None:
             return  # the read has ended already: nothing to grant
         if not read.grant(credit.grant):
@@ -421,7 +415,7 @@ class Server:
             self._sessions_busy = True
 
     def _cancel(self, routing: Routing, cancel: CancelRead) -> None:
-        read = self._v2_reads.get((routing, cancel.request_id))
+        read = self._reads.v2_read(routing, cancel.request_id)
         if read is not None:
             read.cancel()
             self._sessions_busy = True
@@ -472,19 +466,9 @@ class Server:
 
     def _open_read(self, routing: Routing, start: StartRead) -> ReadSession | list[bytes]:
         assert self._store is not None
-        key = (routing, start.request_id or 0)
-        if start.request_id is not None and key in self._v2_reads:
-            return v2.encode_error(
-                start.request_id,
-                v2.ErrorCode.BAD_REQUEST,
-                f"request id {start.request_id} is already an open read",
-            )
-        refused = self._read_limit_problem(routing)
+        refused = self._reads.refusal(routing, start.request_id)
         if refused is not None:
-            limit, reason = refused
-            if start.request_id is not None:
-                return v2.encode_error(start.request_id, v2.ErrorCode.LIMIT_EXCEEDED, reason, limit)
-            return gorewind.encode_error(reason)
+            return refused
         try:
             opened = start.open(self._store)
         except StorageError as exc:
@@ -495,20 +479,9 @@ class Server:
         if isinstance(opened, list):
             return opened
         opened.routing = routing
-        self._sessions.append(opened)
-        self._open_reads[routing] += 1
-        if isinstance(opened, V2Read):
-            self._v2_reads[key] = opened
+        self._reads.add(opened)
         self._sessions_busy = True
         return opened
-
-    def _read_limit_problem(self, routing: Routing) -> tuple[int, str] | None:
-        if self._open_reads[routing] >= MAX_OPEN_READS_PER_CONNECTION:
-            limit = MAX_OPEN_READS_PER_CONNECTION
-            return limit, f"at most {limit} open reads per connection"
-        if len(self._sessions) >= MAX_OPEN_READS:
-            return MAX_OPEN_READS, f"the server has {MAX_OPEN_READS} open reads; retry later"
-        return None
 
     # Streamed reads ------------------------------------------------------------------
 
@@ -516,7 +489,7 @@ class Server:
         """Let every open read send a few messages; note whether more work is waiting."""
         assert self._store is not None and self._router is not None
         busy = blocked = False
-        for session in list(self._sessions):
+        for session in self._reads:
             for _ in range(MESSAGES_PER_READ_PER_TURN):
                 try:
                     message = session.next_message(self._store)
@@ -547,44 +520,20 @@ class Server:
         self._sessions_blocked = blocked
 
     def _close_idle_reads(self) -> None:
-        """Close reads whose client neither read nor granted credit for the idle timeout.
-
-        Without this, a client that vanishes while its read waits for credit
-        (ZeroMQ does not tell a ROUTER that a peer left) would leave the read
-        open until the server restarts.
-        """
-        now = time.monotonic()
-        if now < self._next_idle_sweep:
-            return
-        self._next_idle_sweep = now + 1.0
-        timeout = self.config.read_idle_timeout
-        for session in [s for s in self._sessions if now - s.last_progress > timeout]:
-            log.info("closed a streamed read idle for over %d s", timeout)
+        for session, error in self._reads.idle():
+            log.info("closed a streamed read idle for over %d s", self._reads.idle_timeout_s)
             self._end_read(session)
-            reason = f"read closed: its client was idle for over {timeout} s"
-            if isinstance(session, V2Read):
-                error = v2.encode_error(
-                    session.request_id, v2.ErrorCode.LIMIT_EXCEEDED, reason, timeout
-                )
-            else:
-                error = gorewind.encode_error(reason)
             self._send(session.routing, error)
 
     def _end_read(self, session: ReadSession) -> None:
-        if session in self._sessions:
-            self._sessions.remove(session)
-            self._open_reads[session.routing] -= 1
-            if self._open_reads[session.routing] <= 0:
-                del self._open_reads[session.routing]
-        if isinstance(session, V2Read):
-            self._v2_reads.pop((session.routing, session.request_id), None)
+        self._reads.remove(session)
         session.finished = True
         if session.blocks_connection:
             self._flush(session.routing)
 
     def _forget_connection(self, routing: Routing) -> None:
         log.info("dropped a streamed read: the peer has gone")
-        for session in [s for s in self._sessions if s.routing == routing]:
+        for session in self._reads.on_connection(routing):
             session.blocks_connection = False
             self._end_read(session)
         self._queues.pop(routing, None)

@@ -10,7 +10,7 @@ import zmq
 
 from rewind.client import Client
 from rewind.protocol import gorewind, v2
-from rewind.server.app import MAX_OPEN_READS_PER_CONNECTION
+from rewind.server.open_reads import MAX_OPEN_READS_PER_CONNECTION
 from tests.support import ServerProcess
 
 Context = zmq.Context[zmq.Socket[bytes]]
