@@ -198,7 +198,8 @@ class Server:
             raise StartupError(f"cannot start the CURVE authenticator: {exc}") from None
 
     def _publisher(self, endpoints: Sequence[str]) -> tuple[zmq.Socket[bytes], list[str]]:
-        publisher: zmq.Socket[bytes] = self._context.socket(zmq.PUB)
+        # XPUB, so the feeds learn whether anyone subscribes (see feeds.py).
+        publisher: zmq.Socket[bytes] = self._context.socket(zmq.XPUB)
         publisher.setsockopt(zmq.LINGER, LINGER_MS)
         # Past this many queued messages a subscriber's messages are dropped,
         # so one that never reads costs bounded memory.
@@ -248,6 +249,8 @@ class Server:
         commits = self._committer.wakeup_fd
         if commits is not None:
             poller.register(commits, zmq.POLLIN)
+        for publisher in self._publishers:
+            poller.register(publisher, zmq.POLLIN)  # subscriptions coming and going
         while not self._stop_requested:
             if self._sessions_busy:
                 timeout = 0
@@ -262,6 +265,8 @@ class Server:
                 self._finish_commits()
             if self._wakeup_reader is not None and self._wakeup_reader.fileno() in ready:
                 self._drain_wakeup()
+            if self._feeds is not None and any(p in ready for p in self._publishers):
+                self._feeds.update_subscriptions()
             if self._reads:
                 self._pump_sessions()
                 self._close_idle_reads()

@@ -1,4 +1,13 @@
-"""Broadcasting committed events on the streaming (PUB) sockets."""
+"""Broadcasting committed events on the streaming sockets.
+
+The sockets are ZeroMQ ``XPUB`` sockets: they behave as ``PUB`` towards
+subscribers, and also tell the server which topics are subscribed. A feed
+that nobody subscribes to skips encoding and sending altogether, which is a
+large share of a small append's cost; events sent to no subscriber would be
+dropped by ZeroMQ anyway. A subscriber that joins meanwhile misses the
+events before its subscription arrived, exactly as with a plain ``PUB``
+socket (ZeroMQ's "slow joiner"), and the clients fill such gaps from the store.
+"""
 
 from __future__ import annotations
 
@@ -21,23 +30,63 @@ log = logging.getLogger("rewind.server")
 CATCH_UP_BATCH = 1000
 """Events read from the store per query when catching up with other writers."""
 
+_SUBSCRIBE = 1
+_UNSUBSCRIBE = 0
+
+
+class Subscriptions:
+    """The topics subscribed on one XPUB socket, from the messages it delivers.
+
+    Without ``XPUB_VERBOSE`` the socket reports a topic once, when its first
+    subscriber subscribes, and again when its last one unsubscribes or
+    disconnects, so a set of topics is an exact account.
+    """
+
+    def __init__(self, socket: zmq.Socket[Any]) -> None:
+        self.socket = socket
+        self._topics: set[bytes] = set()
+
+    @property
+    def any(self) -> bool:
+        """Whether anyone subscribes to anything on the socket."""
+        return bool(self._topics)
+
+    def update(self) -> None:
+        """Take every subscription message waiting on the socket."""
+        while True:
+            try:
+                message = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not message:
+                continue
+            if message[0] == _SUBSCRIBE:
+                self._topics.add(message[1:])
+            elif message[0] == _UNSUBSCRIBE:
+                self._topics.discard(message[1:])
+
 
 class SeedFeed:
     """The seed protocol's stream: ``[event id, previous event id, data]`` per event.
 
     The previous id chains every message to the one before it in the global
-    log, including across restarts, so a subscriber can detect dropped messages.
+    log, including across restarts and while nobody listens, so a subscriber
+    can detect dropped messages.
     """
 
     def __init__(self, socket: zmq.Socket[Any], last_event_id: uuid.UUID | None) -> None:
-        self._socket = socket
+        self.subscriptions = Subscriptions(socket)
         self._previous_id = b"" if last_event_id is None else format_event_id(last_event_id)
 
     def broadcast(self, events: Sequence[RecordedEvent]) -> None:
-        """Send committed events, in commit order. Never blocks: PUB drops at its HWM."""
+        """Send committed events, in commit order. Never blocks: XPUB drops at its HWM."""
+        if not self.subscriptions.any:
+            self._previous_id = format_event_id(events[-1].event_id)
+            return
+        sock = self.subscriptions.socket
         for event in events:
             event_id = format_event_id(event.event_id)
-            send(self._socket, (event_id, self._previous_id, event.data))
+            send(sock, (event_id, self._previous_id, event.data))
             self._previous_id = event_id
 
 
@@ -45,12 +94,15 @@ class V2Feed:
     """The v2 live feed: six frames per event, the stream name first for SUB prefixes."""
 
     def __init__(self, socket: zmq.Socket[Any]) -> None:
-        self._socket = socket
+        self.subscriptions = Subscriptions(socket)
 
     def broadcast(self, events: Sequence[RecordedEvent]) -> None:
-        """Send committed events, in commit order. Never blocks: PUB drops at its HWM."""
+        """Send committed events, in commit order. Never blocks: XPUB drops at its HWM."""
+        if not self.subscriptions.any:
+            return
+        sock = self.subscriptions.socket
         for event in events:
-            send(self._socket, encode_feed_message(event))
+            send(sock, encode_feed_message(event))
 
 
 class Feeds:
@@ -106,6 +158,11 @@ class Feeds:
             self._send(events)
             if len(events) < CATCH_UP_BATCH:
                 return
+
+    def update_subscriptions(self) -> None:
+        """Take the subscription messages waiting on every feed socket."""
+        for feed in self._feeds:
+            feed.subscriptions.update()
 
     def _send(self, events: Sequence[RecordedEvent]) -> None:
         self._head = events[-1].position
