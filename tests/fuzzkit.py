@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,10 @@ Socket = zmq.Socket[bytes]
 
 PING_BOUND_MS = 100
 """After every case the server must answer a PING on another connection this fast."""
+STALL_MS = 1000
+"""A PING slower than this fails the case at once: the server is stalled, not just busy."""
+SLOW_PING_SHARE = 0.005
+"""Share of cases whose PING may exceed the bound (a shared CI machine's scheduling noise)."""
 REPLY_TIMEOUT_MS = 5000
 """Longest wait for any reply a case is owed; silence past it fails the case."""
 RSS_GROWTH_BOUND = 50 * 2**20
@@ -178,6 +183,7 @@ class CaseFailure(AssertionError):
 class Stats:
     cases: int = 0
     slowest_ping_ms: float = 0.0
+    slow_pings: int = 0
     rss_start: int = 0
     rss_end: int = 0
     seconds: float = 0.0
@@ -232,10 +238,28 @@ class FuzzTarget:
     def begin(self) -> None:
         """Mark the state fuzzing starts from: head position and memory."""
         self.baseline_head = self.client.server_info().head_position
-        self.ping(REPLY_TIMEOUT_MS)
+        self._ping(REPLY_TIMEOUT_MS)
         self.stats.rss_start = self.rss()
 
-    def ping(self, bound_ms: float = PING_BOUND_MS) -> float:
+    def ping(self) -> float:
+        """A probe PING after a case: within 100 ms, bar rare scheduling noise.
+
+        A PING over :data:`STALL_MS` fails at once; slower than the bound but
+        not stalled counts as slow, and slow ones may be at most
+        :data:`SLOW_PING_SHARE` of the cases (at least one).
+        """
+        elapsed = self._ping(STALL_MS)
+        if elapsed > PING_BOUND_MS:
+            self.stats.slow_pings += 1
+            allowed = max(1, int(self.stats.cases * SLOW_PING_SHARE))
+            if self.stats.slow_pings > allowed:
+                raise CaseFailure(
+                    f"{self.stats.slow_pings} PINGs over {PING_BOUND_MS} ms in "
+                    f"{self.stats.cases} cases (latest {elapsed:.0f} ms)"
+                )
+        return elapsed
+
+    def _ping(self, bound_ms: float) -> float:
         """A v2 PING on the probe connection; its PONG must come within ``bound_ms``."""
         self._barrier += 1
         request_id = self._barrier
@@ -287,33 +311,37 @@ class FuzzTarget:
         exchange = Exchange(list(sent), prefix, body, replies)
         if dialect_of(body) == "v2":
             self._finish_v2_read(exchange)
-        self.ping()
+        elapsed = self.ping()
+        if os.environ.get("REWIND_FUZZ_DEBUG") and elapsed > 15:
+            print(f"slow PING {elapsed:.1f} ms after {_show([sent])} sizes {[len(f) for f in sent][:8]}")
         self._dirty = False
         return exchange
 
     def _finish_v2_read(self, exchange: Exchange) -> None:
-        """A v2 read streams past the barrier: take its batches, cancel it, await its end."""
+        """A v2 read streams past the barrier: cancel it, take its batches, await its end."""
         body = exchange.body
         if len(body) < 2 or body[0] != b"RWD2" or body[1] not in (b"READ_STREAM", b"READ_ALL"):
             return
         request_id = peek_id(body)
         if _final_for(exchange.replies, request_id):
             return
-        cancelled = False
-        deadline = time.monotonic() + REPLY_TIMEOUT_MS / 1000
-        while time.monotonic() < deadline:
-            if not self.fuzz.poll(100, zmq.POLLIN):
-                if not cancelled and request_id:
-                    self.fuzz.send_multipart(
-                        [*exchange.prefix, *v2.encode_cancel_request(request_id)]
-                    )
-                    cancelled = True
-                continue
-            message = self._strip(exchange.prefix, self.fuzz.recv_multipart())
+        self.fuzz.send_multipart([*exchange.prefix, *v2.encode_cancel_request(request_id)])
+        while True:
+            message = self._strip(exchange.prefix, self._receive())
             exchange.replies.append(message)
             if _final_for([message], request_id):
-                return
-        raise CaseFailure(f"read {request_id} never ended, even after CANCEL")
+                break
+        if message[1] == b"END" and message[2][8] == v2.EndReason.CANCELLED:
+            return
+        # The read ended by itself before the CANCEL arrived: whatever answers the
+        # CANCEL now is not part of the read. It must be an END CANCELLED or nothing.
+        self._barrier += 1
+        self.fuzz.send_multipart([*exchange.prefix, *v2.encode_ping_request(self._barrier)])
+        pong = [*exchange.prefix, *v2.encode_pong(self._barrier)]
+        while (late := self._receive()) != pong:
+            late = self._strip(exchange.prefix, late)
+            if late != v2.encode_end(request_id, v2.EndReason.CANCELLED, 0, 0):
+                raise CaseFailure(f"after the read ended, CANCEL got {_show([late])}")
 
     def _receive(self) -> Frames:
         if not self.fuzz.poll(REPLY_TIMEOUT_MS, zmq.POLLIN):
@@ -350,6 +378,24 @@ class FuzzTarget:
             replies.append(self._strip([b""], message))
         if len(replies) != len(bodies):
             raise CaseFailure(f"{len(bodies)} pipelined requests got {len(replies)} replies")
+        self.ping()
+        self._dirty = False
+        return replies
+
+    def pipeline_v2(self, bodies: Sequence[Sequence[bytes]]) -> list[Frames]:
+        """Send several delimited v2 requests back to back; every reply up to the barrier."""
+        if self._dirty:
+            self.fuzz.close(linger=0)
+            self.fuzz = self._dealer()
+        self._dirty = True
+        for body in bodies:
+            self.fuzz.send_multipart([b"", *body])
+        self._barrier += 1
+        self.fuzz.send_multipart([b"", *v2.encode_ping_request(self._barrier)])
+        pong = [b"", *v2.encode_pong(self._barrier)]
+        replies: list[Frames] = []
+        while (message := self._receive()) != pong:
+            replies.append(self._strip([b""], message))
         self.ping()
         self._dirty = False
         return replies
@@ -397,7 +443,8 @@ class FuzzTarget:
         mib = 2**20
         return (
             f"fuzz {self.name}: {self.stats.cases} cases in {self.stats.seconds:.1f} s, "
-            f"slowest probe PING {self.stats.slowest_ping_ms:.1f} ms, server RSS "
+            f"slowest probe PING {self.stats.slowest_ping_ms:.1f} ms "
+            f"({self.stats.slow_pings} over {PING_BOUND_MS} ms), server RSS "
             f"{self.stats.rss_start / mib:.1f} -> {self.stats.rss_end / mib:.1f} MiB, "
             f"{self.ledger.total} acknowledged events stored; session total "
             f"{sum(TALLY.values())} cases ({', '.join(f'{k} {v}' for k, v in sorted(TALLY.items()))})"
@@ -429,8 +476,11 @@ def _show(messages: Sequence[Sequence[bytes]]) -> str:
     return repr(shown)
 
 
-def target_fixture(name: str, request: pytest.FixtureRequest, directory: Path) -> Iterator[FuzzTarget]:
-    """Body of each fuzz module's module-scoped fixture: start, report, stop."""
+@contextmanager
+def running_target(
+    name: str, request: pytest.FixtureRequest, directory: Path
+) -> Iterator[FuzzTarget]:
+    """A started :class:`FuzzTarget`; stopped and reported on the terminal afterwards."""
     target = FuzzTarget(directory, name)
     try:
         yield target

@@ -29,7 +29,8 @@ EVENTS_PER_STREAM = 25
 def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FuzzTarget]:
-    yield from fuzzkit.target_fixture("gorewind", request, tmp_path_factory.mktemp("fuzz-gore"))
+    with fuzzkit.running_target("gorewind", request, tmp_path_factory.mktemp("fuzz-gore")) as target:
+        yield target
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ WARM_UP_EVENTS = 120
 def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FuzzTarget]:
-    yield from fuzzkit.target_fixture("seed", request, tmp_path_factory.mktemp("fuzz-seed"))
+    with fuzzkit.running_target("seed", request, tmp_path_factory.mktemp("fuzz-seed")) as target:
+        yield target
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_hostile_seed_messages_on_dealers(target: FuzzTarget, known_ids: list[by
     """Random bodies behind random (often broken) envelopes, one DEALER message each."""
     started = time.monotonic()
 
-    @fuzzkit.fuzz_settings(1500)
+    @fuzzkit.fuzz_settings(1200)
     @given(prefix=fuzzkit.envelope_prefixes(), body=seed_bodies(known_ids))
     def case(prefix: list[bytes], body: list[bytes]) -> None:
         assume(prefix or body)  # ZeroMQ cannot send a message of no frames
