@@ -281,21 +281,21 @@ class Server:
     def _serve_waiting_requests(self) -> None:
         router = self._router
         assert router is not None
-        touched: set[Routing] = set()
         # The poller said a message is waiting, so the first receive needs no check.
         for _ in range(MAX_REQUESTS_PER_TURN):
             try:
                 frames = transport.receive(router)
             except zmq.Again:
                 break
-            touched.add(self._handle(frames))
+            # Answer what is ready at once rather than at the end of the turn: a
+            # turn of up to MAX_REQUESTS_PER_TURN reads takes long, and a PING that
+            # ZeroMQ's fair queueing took early must not wait for all of them.
+            # Only the queue that got the request can have a new head ready; the
+            # others move when their commit completes or their read ends.
+            self._flush(self._handle(frames))
             if not transport.has_message(router):
                 break
         self._submit_pending()
-        # Only queues that got a request this turn can have a new head ready;
-        # the others move when their commit completes or their read ends.
-        for routing in touched:
-            self._flush(routing)
 
     def _action_for(self, body: Sequence[bytes]) -> Action:
         request = dispatch.parse_request(body)
