@@ -78,6 +78,7 @@ def fuzz_settings(examples: int) -> settings:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 
+
 TALLY: Counter[str] = Counter()
 """Cases run per protocol in this test session (reported at each module's end)."""
 SECONDS: Counter[str] = Counter()
@@ -311,9 +312,7 @@ class FuzzTarget:
         exchange = Exchange(list(sent), prefix, body, replies)
         if dialect_of(body) == "v2":
             self._finish_v2_read(exchange)
-        elapsed = self.ping()
-        if os.environ.get("REWIND_FUZZ_DEBUG") and elapsed > 15:
-            print(f"slow PING {elapsed:.1f} ms after {_show([sent])} sizes {[len(f) for f in sent][:8]}")
+        self.ping()
         self._dirty = False
         return exchange
 
@@ -358,7 +357,8 @@ class FuzzTarget:
     def _strip(prefix: Frames, message: Frames) -> Frames:
         if message[: len(prefix)] != prefix:
             raise CaseFailure(
-                f"reply does not start with the routing prefix {_show([prefix])}: {_show([message])}"
+                f"reply does not start with the routing prefix {_show([prefix])}: "
+                f"{_show([message])}"
             )
         return message[len(prefix) :]
 
@@ -441,13 +441,14 @@ class FuzzTarget:
 
     def summary(self) -> str:
         mib = 2**20
+        per_protocol = ", ".join(f"{name} {count}" for name, count in sorted(TALLY.items()))
         return (
             f"fuzz {self.name}: {self.stats.cases} cases in {self.stats.seconds:.1f} s, "
             f"slowest probe PING {self.stats.slowest_ping_ms:.1f} ms "
             f"({self.stats.slow_pings} over {PING_BOUND_MS} ms), server RSS "
             f"{self.stats.rss_start / mib:.1f} -> {self.stats.rss_end / mib:.1f} MiB, "
             f"{self.ledger.total} acknowledged events stored; session total "
-            f"{sum(TALLY.values())} cases ({', '.join(f'{k} {v}' for k, v in sorted(TALLY.items()))})"
+            f"{sum(TALLY.values())} cases ({per_protocol})"
         )
 
 
@@ -463,9 +464,14 @@ class Exchange:
 
 def _final_for(replies: Sequence[Frames], request_id: int) -> bool:
     for reply in replies:
-        if len(reply) >= 3 and reply[0] == b"RWD2" and reply[1] in (b"END", b"ERROR"):
-            if len(reply[2]) >= 8 and int.from_bytes(reply[2][:8], "big") == request_id:
-                return True
+        if (
+            len(reply) >= 3
+            and reply[0] == b"RWD2"
+            and reply[1] in (b"END", b"ERROR")
+            and len(reply[2]) >= 8
+            and int.from_bytes(reply[2][:8], "big") == request_id
+        ):
+            return True
     return False
 
 
@@ -629,7 +635,9 @@ def check_v2_reply(
         return decoded
     finals = [r for r in decoded if not isinstance(r, v2.EventBatch)]
     if len(finals) != 1 or not isinstance(decoded[-1], type(finals[0])):
-        raise CaseFailure(f"{command!r} needs exactly one final reply: {[_kind(r) for r in decoded]}")
+        raise CaseFailure(
+            f"{command!r} needs exactly one final reply: {[_kind(r) for r in decoded]}"
+        )
     final = finals[0]
     if isinstance(final, v2.ReadEnd):
         returned = sum(len(r.events) for r in decoded if isinstance(r, v2.EventBatch))

@@ -29,7 +29,9 @@ EVENTS_PER_STREAM = 25
 def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FuzzTarget]:
-    with fuzzkit.running_target("gorewind", request, tmp_path_factory.mktemp("fuzz-gore")) as target:
+    with fuzzkit.running_target(
+        "gorewind", request, tmp_path_factory.mktemp("fuzz-gore")
+    ) as target:
         yield target
 
 
@@ -58,8 +60,9 @@ def gorewind_bodies(known: list[bytes]) -> st.SearchStrategy[list[bytes]]:
         st.tuples(st.just(b"PUBLISH"), names, data_frames()).map(list),
         st.tuples(st.just(b"QUERY"), names, ids, ids).map(list),
         # Open bounds on real streams: full results, streamed as EVENT messages.
-        st.tuples(st.just(b"QUERY"), st.sampled_from(STREAMS).map(str.encode))
-        .map(lambda t: [*t, b"", b""]),
+        st.tuples(st.just(b"QUERY"), st.sampled_from(STREAMS).map(str.encode)).map(
+            lambda t: [*t, b"", b""]
+        ),
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import assume, given
@@ -75,8 +74,9 @@ def seed_bodies(known: list[bytes]) -> st.SearchStrategy[list[bytes]]:
     return st.one_of(
         st.tuples(st.just(b"PUBLISH"), payloads()).map(list),
         st.tuples(st.just(b"QUERY"), ids, ids).map(list),
-        st.tuples(st.sampled_from(COMMAND_WORDS), st.lists(st.one_of(ids, garbage()), max_size=6))
-        .map(lambda t: [t[0], *t[1]]),
+        st.tuples(
+            st.sampled_from(COMMAND_WORDS), st.lists(st.one_of(ids, garbage()), max_size=6)
+        ).map(lambda t: [t[0], *t[1]]),
         st.tuples(command, st.lists(garbage(), max_size=6)).map(lambda t: [t[0], *t[1]]),
         st.lists(st.one_of(st.just(b""), st.binary(max_size=4)), min_size=50, max_size=400),
         st.lists(garbage(), max_size=4),
@@ -102,9 +102,7 @@ def test_hostile_seed_messages_on_dealers(target: FuzzTarget, known_ids: list[by
 def req_bodies(known: list[bytes]) -> st.SearchStrategy[list[bytes]]:
     # A REQ takes one reply per request, so bodies the docs answer with several
     # messages (Gorewind QUERY, v2 reads) are for DEALERs only.
-    return seed_bodies(known).filter(
-        lambda body: bool(body) and fuzzkit.dialect_of(body) == "seed"
-    )
+    return seed_bodies(known).filter(lambda body: bool(body) and fuzzkit.dialect_of(body) == "seed")
 
 
 def test_hostile_seed_messages_on_req(target: FuzzTarget, known_ids: list[bytes]) -> None:

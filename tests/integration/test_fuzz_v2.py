@@ -309,8 +309,13 @@ def read_all_cases(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None, int]
     )
     value = draw(
         st.sampled_from(
-            {"id": U64_EDGES, "direction": U8, "kind": U8, "start": U64_EDGES, "max": U64_EDGES}
-            .get(name, U16 if name == "types" else U32)
+            {
+                "id": U64_EDGES,
+                "direction": U8,
+                "kind": U8,
+                "start": U64_EDGES,
+                "max": U64_EDGES,
+            }.get(name, U16 if name == "types" else U32)
         )
     )
     fields[name] = value
@@ -321,7 +326,9 @@ def read_all_cases(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None, int]
         expected = None if value in (0, 1) else BAD
     elif name == "start":
         # A time must fit 63 bits (END is no time); a position may also be END.
-        expected = (BAD if value > I63 else None) if fields["kind"] == 1 else _u63_or_sentinel(value)
+        expected = (
+            (BAD if value > I63 else None) if fields["kind"] == 1 else _u63_or_sentinel(value)
+        )
     elif name == "max":
         expected = _u63_or_sentinel(value)
     elif name == "batch":
@@ -359,9 +366,7 @@ def append_cases(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None, int]:
 @st.composite
 def small_command_cases(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None, int]:
     command = draw(
-        st.sampled_from(
-            [b"CREDIT", b"CANCEL", b"STREAM_INFO", b"LIST_STREAMS", b"PING", b"INFO"]
-        )
+        st.sampled_from([b"CREDIT", b"CANCEL", b"STREAM_INFO", b"LIST_STREAMS", b"PING", b"INFO"])
     )
     request_id = draw(st.sampled_from(U64_EDGES))
     second = draw(st.sampled_from(U32))
@@ -381,7 +386,7 @@ def small_command_cases(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None,
 
 @st.composite
 def wrong_header_lengths(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None, int]:
-    frames, _, request_id = draw(
+    frames, _, _ = draw(
         st.one_of(read_stream_cases(), read_all_cases(), append_cases(), small_command_cases())
     )
     header = frames[2]
