@@ -187,6 +187,8 @@ def test_clients_vanishing_before_their_replies_do_not_slow_others(
         print(f"server RSS {rss_before / MIB:.1f} -> {rss_after / MIB:.1f} MiB")
 
         assert percentile(busy, 0.99) < LATENCY_BOUND_S, summary(busy)
+        # The typical round trip stays what it was (generously, for a shared machine).
+        assert statistics.median(busy) < max(10 * statistics.median(quiet), 0.005)
         assert rss_after - rss_before < RSS_GROWTH_BOUND
         # The scenario happened: replies went to peers that had gone.
         assert wait_for(lambda: "the peer has gone" in server.log, 5), server.log[-2000:]
