@@ -91,7 +91,7 @@ class PingMeter(threading.Thread):
                 if reply != [b"", *v2.encode_pong(request_id)]:
                     self.failure = f"PING {request_id} answered {reply!r}"
                     return
-                time.sleep(0.002)
+                time.sleep(0.0005)
         finally:
             context.destroy(linger=0)
 
@@ -128,7 +128,7 @@ def _abandoning_requests(index: int) -> list[list[bytes]]:
     if kind == 3:
         return [v2.encode_append_request(index + 1, "churn", [NewEvent(b"v2-churn-%d" % index)])]
     if kind == 4:
-        return [v2.encode_read_all_request(index + 1, batch_size=50, credit=8)]
+        return [v2.encode_read_all_request(index + 1, max_count=40, batch_size=10, credit=8)]
     # Several pipelined requests, so replies are in flight when the peer goes.
     return [seed.encode_query(None, None) for _ in range(5)]
 
@@ -165,8 +165,9 @@ def test_clients_vanishing_before_their_replies_do_not_slow_others(
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         with client_for(server, context) as client:
-            client.append("churn", [b"seed-%d" % i for i in range(200)])
-            for index in range(150):
+            # Small reads: the point is replies to vanished peers, not CPU load.
+            client.append("churn", [b"seed-%d" % i for i in range(20)])
+            for index in range(30):
                 client.publish(b"default-%d" % index)
         baseline = PingMeter(server.query_endpoint, count=400)
         baseline.start()
@@ -196,7 +197,7 @@ def test_clients_vanishing_before_their_replies_do_not_slow_others(
         with client_for(server, context) as client:
             result = client.append("after-churn", [b"still here"])
             assert [e.data for e in client.read_stream("after-churn")] == [b"still here"]
-            assert result.first_position > 350
+            assert result.first_position > 50
             assert client.ping() < 1.0
     finally:
         context.destroy(linger=0)
@@ -300,5 +301,39 @@ def test_client_that_never_reads_its_replies_cannot_stall_others(server: ServerP
             client.publish(b"after the hog")
             assert client.ping() < 1.0
         hog.close(linger=0)
+    finally:
+        context.destroy(linger=0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (docs/operations.md, Hostile input): replies queued behind a "
+    "Gorewind QUERY whose client never reads are all kept",
+)
+def test_requests_piled_behind_an_unread_gorewind_query_are_bounded(
+    server: ServerProcess,
+) -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with client_for(server, context) as client:
+            for _ in range(20):
+                client.append("long", [b"x" * 1000] * 250)
+        rss_before = rss(server)
+        hog = context.socket(zmq.DEALER)
+        hog.setsockopt(zmq.LINGER, 0)
+        hog.setsockopt(zmq.RCVHWM, 1)
+        hog.setsockopt(zmq.RCVBUF, 4096)
+        hog.setsockopt(zmq.SNDTIMEO, 5000)
+        hog.connect(server.query_endpoint)
+        # 5,000 EVENT messages of 1 KB: more than the hog's buffers take, so the
+        # QUERY blocks its connection, and everything sent after it waits.
+        hog.send_multipart([b"", *gorewind.encode_query_request("long")])
+        for request_id in range(1, 200_001):
+            hog.send_multipart([b"", *v2.encode_ping_request(request_id)])
+        with client_for(server, context) as client:
+            assert wait_for(lambda: client.ping() < 1.0 and rss(server) > 0, 10)
+        growth = rss(server) - rss_before
+        print(f"\n200,000 requests behind an unread Gorewind QUERY: RSS +{growth / MIB:.1f} MiB")
+        assert growth < 10 * MIB
     finally:
         context.destroy(linger=0)
