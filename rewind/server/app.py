@@ -58,6 +58,15 @@ log = logging.getLogger("rewind.server")
 MAX_REQUESTS_PER_TURN = 1024
 """Bound on requests drained per loop turn, so one flood cannot starve replies."""
 
+MAX_QUEUED_REPLIES = 10_000
+"""Requests one connection may have waiting for their turn to be answered.
+
+Replies leave in request order, so a connection whose head waits (on a
+commit, or a Gorewind QUERY whose client does not read) holds the rest.
+Beyond this many, further requests on it are dropped unanswered, as ZeroMQ
+drops messages past a high-water mark, rather than held without bound.
+"""
+
 MESSAGES_PER_READ_PER_TURN = 32
 """Messages one streamed read may send per loop turn before others get a go."""
 
@@ -119,6 +128,7 @@ class Server:
         self._facts: v2_handler.ServerFacts | None = None
         self._stop_requested = False
         self._writes_stopped_reported = False
+        self._dropped_requests = 0
         self._wakeup_reader: socket.socket | None = None
         self._wakeup_writer: socket.socket | None = None
         self._pending: list[PendingAppend] = []
@@ -330,7 +340,6 @@ class Server:
     def _serve_waiting_requests(self) -> None:
         router = self._router
         assert router is not None
-        touched: set[Routing] = set()
         secured = self._security is not None
         # The poller said a message is waiting, so the first receive needs no check.
         for _ in range(MAX_REQUESTS_PER_TURN):
@@ -342,14 +351,15 @@ class Server:
                     frames = transport.receive(router)
             except zmq.Again:
                 break
-            touched.add(self._handle(frames, user_id))
+            # Answer what is ready at once rather than at the end of the turn: a
+            # turn of up to MAX_REQUESTS_PER_TURN reads takes long, and a PING that
+            # ZeroMQ's fair queueing took early must not wait for all of them.
+            # Only the queue that got the request can have a new head ready; the
+            # others move when their commit completes or their read ends.
+            self._flush(self._handle(frames, user_id))
             if not transport.has_message(router):
                 break
         self._submit_pending()
-        # Only queues that got a request this turn can have a new head ready;
-        # the others move when their commit completes or their read ends.
-        for routing in touched:
-            self._flush(routing)
 
     def _action_for(self, body: Sequence[bytes], user_id: str | None = None) -> Action:
         request = dispatch.parse_request(body)
@@ -381,8 +391,18 @@ class Server:
         if isinstance(action, CancelRead):
             self._cancel(routing, action)
             return routing
+        queue = self._queues.setdefault(routing, deque())
+        if len(queue) >= MAX_QUEUED_REPLIES:
+            self._dropped_requests += 1
+            if self._dropped_requests % MAX_QUEUED_REPLIES == 1:
+                log.warning(
+                    "dropped a request: %d wait on its connection already (%d dropped so far)",
+                    len(queue),
+                    self._dropped_requests,
+                )
+            return routing
         slot = Slot()
-        self._queues.setdefault(routing, deque()).append(slot)
+        queue.append(slot)
         if isinstance(action, Reply):
             slot.frames = action.frames
         elif isinstance(action, Commit):

@@ -1,0 +1,337 @@
+"""ZeroMQ hygiene: clients that vanish, subscribers that stall, clients that never read.
+
+Each test runs a real server (SQLite) and checks that one misbehaving
+party can neither stall the others nor make the server's memory grow
+without bound. Latency is measured by a well-behaved client's v2 PING round
+trips; memory is the server process's resident set (psutil).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import statistics
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import zmq
+
+from rewind.client import Client
+from rewind.model import NewEvent
+from rewind.protocol import gorewind, seed, v2
+from tests.integration.helpers import Subscriber, wait_for
+from tests.support import ServerProcess
+
+pytestmark = pytest.mark.timeout(180)
+
+MIB = 2**20
+LATENCY_BOUND_S = 0.100
+"""p99 of a well-behaved client's round trip while others misbehave."""
+RSS_GROWTH_BOUND = 50 * MIB
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with ServerProcess(f"sqlite:{tmp_path / 'events.db'}") as process:
+        yield process
+
+
+def rss(server: ServerProcess) -> int:
+    assert server.process is not None
+    return int(psutil.Process(server.process.pid).memory_info().rss)
+
+
+def client_for(server: ServerProcess, context: zmq.Context[zmq.Socket[bytes]]) -> Client:
+    return Client(
+        server.query_endpoint,
+        server.streaming_endpoint,
+        v2_streaming_endpoint=server.v2_streaming_endpoint,
+        timeout=10.0,
+        context=context,
+    )
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+class PingMeter(threading.Thread):
+    """Times v2 PINGs on its own DEALER until stopped (or ``count`` are done)."""
+
+    def __init__(self, endpoint: str, count: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.endpoint = endpoint
+        self.count = count
+        self.stop = threading.Event()
+        self.samples: list[float] = []
+        self.failure: str | None = None
+
+    def run(self) -> None:
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.endpoint)
+        request_id = 0
+        try:
+            while not self.stop.is_set() and (self.count is None or request_id < self.count):
+                request_id += 1
+                started = time.perf_counter()
+                sock.send_multipart([b"", *v2.encode_ping_request(request_id)])
+                if not sock.poll(5000, zmq.POLLIN):
+                    self.failure = f"no PONG for PING {request_id} within 5 s"
+                    return
+                reply = sock.recv_multipart()
+                self.samples.append(time.perf_counter() - started)
+                if reply != [b"", *v2.encode_pong(request_id)]:
+                    self.failure = f"PING {request_id} answered {reply!r}"
+                    return
+                time.sleep(0.0005)
+        finally:
+            context.destroy(linger=0)
+
+    def result(self) -> list[float]:
+        if self.count is None:
+            self.stop.set()
+        self.join(30)
+        assert not self.is_alive()
+        assert self.failure is None, self.failure
+        assert self.samples
+        return self.samples
+
+
+def summary(samples: list[float]) -> str:
+    return (
+        f"p50 {statistics.median(samples) * 1000:.2f} ms, "
+        f"p99 {percentile(samples, 0.99) * 1000:.2f} ms, max {max(samples) * 1000:.2f} ms "
+        f"over {len(samples)} PINGs"
+    )
+
+
+# (a) Clients that vanish before their replies ----------------------------------------
+
+
+def _abandoning_requests(index: int) -> list[list[bytes]]:
+    """A request of every kind that gets a reply: appends, reads, streamed reads."""
+    kind = index % 6
+    if kind == 0:
+        return [seed.encode_publish(b"churn-%d" % index)]
+    if kind == 1:
+        return [seed.encode_query(None, None)]
+    if kind == 2:
+        return [gorewind.encode_query_request("churn")]
+    if kind == 3:
+        return [v2.encode_append_request(index + 1, "churn", [NewEvent(b"v2-churn-%d" % index)])]
+    if kind == 4:
+        return [v2.encode_read_all_request(index + 1, max_count=40, batch_size=10, credit=8)]
+    # Several pipelined requests, so replies are in flight when the peer goes.
+    return [seed.encode_query(None, None) for _ in range(5)]
+
+
+def churn(endpoint: str, clients: int, rounds: int) -> None:
+    """Run in another process: ``clients`` sockets per round send and close at once."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    rng = random.Random(7)
+    for round_index in range(rounds):
+        sockets = []
+        for index in range(clients):
+            kind = zmq.REQ if index % 3 == 0 else zmq.DEALER
+            sock = context.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint)
+            requests = _abandoning_requests(round_index * clients + index)
+            if kind == zmq.REQ:
+                requests = requests[:1] if requests[0][0] in (b"PUBLISH", b"QUERY") else []
+                if not requests:
+                    requests = [seed.encode_query(None, None)]
+            for frames in requests:
+                sock.send_multipart(frames if kind == zmq.REQ else [b"", *frames])
+            sockets.append(sock)
+        # Give the requests a moment to leave, then vanish before (most) replies.
+        time.sleep(rng.uniform(0.001, 0.01))
+        for sock in sockets:
+            sock.close(linger=0)
+    context.destroy(linger=0)
+
+
+def test_clients_vanishing_before_their_replies_do_not_slow_others(
+    server: ServerProcess,
+) -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with client_for(server, context) as client:
+            # Small reads: the point is replies to vanished peers, not CPU load.
+            client.append("churn", [b"seed-%d" % i for i in range(20)])
+            for index in range(30):
+                client.publish(b"default-%d" % index)
+        baseline = PingMeter(server.query_endpoint, count=400)
+        baseline.start()
+        quiet = baseline.result()
+        rss_before = rss(server)
+
+        meter = PingMeter(server.query_endpoint)
+        meter.start()
+        spawn = multiprocessing.get_context("spawn")
+        churner = spawn.Process(target=churn, args=(server.query_endpoint, 100, 10))
+        churner.start()
+        churner.join(120)
+        assert churner.exitcode == 0
+        busy = meter.result()
+        rss_after = rss(server)
+        print(f"\nPING without churn: {summary(quiet)}")
+        print(f"PING with 10 x 100 vanishing clients: {summary(busy)}")
+        print(f"server RSS {rss_before / MIB:.1f} -> {rss_after / MIB:.1f} MiB")
+
+        assert percentile(busy, 0.99) < LATENCY_BOUND_S, summary(busy)
+        # The typical round trip stays what it was (generously, for a shared machine).
+        assert statistics.median(busy) < max(10 * statistics.median(quiet), 0.005)
+        assert rss_after - rss_before < RSS_GROWTH_BOUND
+        # The scenario happened: replies went to peers that had gone.
+        assert wait_for(lambda: "the peer has gone" in server.log, 5), server.log[-2000:]
+        # And everyone else is served as before.
+        with client_for(server, context) as client:
+            result = client.append("after-churn", [b"still here"])
+            assert [e.data for e in client.read_stream("after-churn")] == [b"still here"]
+            assert result.first_position > 50
+            assert client.ping() < 1.0
+    finally:
+        context.destroy(linger=0)
+
+
+# (b) Subscribers that never read ------------------------------------------------------
+
+
+def test_stalled_subscribers_do_not_hold_back_publishing_or_grow_memory(
+    server: ServerProcess,
+) -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    event = bytes(range(256)) * 8  # 2 KiB
+    per_append, appends = 250, 200  # 50,000 events: 100 MiB per feed if PUB kept them
+    try:
+        with client_for(server, context) as client:
+            warm = time.perf_counter()
+            for _ in range(20):
+                client.append("feed-load", [event] * per_append)
+            baseline_rate = 20 * per_append / (time.perf_counter() - warm)
+            rss_before = rss(server)
+
+            stalled = []
+            for endpoint in (server.streaming_endpoint, server.v2_streaming_endpoint):
+                sub = Subscriber(context, endpoint, rcvhwm=10)
+                sub.sock.setsockopt(zmq.RCVBUF, 4096)
+                stalled.append(sub)
+            peak = rss_before
+            started = time.perf_counter()
+            for index in range(appends):
+                client.append("feed-load", [event] * per_append)
+                if index % 20 == 0:
+                    peak = max(peak, rss(server))
+            elapsed = time.perf_counter() - started
+            rate = appends * per_append / elapsed
+            rss_after = rss(server)
+            peak = max(peak, rss_after)
+            print(
+                f"\npublished {appends * per_append} events of 2 KiB with two stalled "
+                f"subscribers: {rate:,.0f} events/s (without: {baseline_rate:,.0f}/s); "
+                f"server RSS {rss_before / MIB:.1f} -> {rss_after / MIB:.1f} MiB "
+                f"(peak {peak / MIB:.1f})"
+            )
+            assert peak - rss_before < RSS_GROWTH_BOUND
+            assert rate > baseline_rate / 4
+
+            # The stalled subscribers got at most a bounded prefix, and the feeds still work.
+            received = 0
+            while stalled[1].sock.poll(0, zmq.POLLIN):
+                stalled[1].sock.recv_multipart()
+                received += 1
+            assert received < appends * per_append // 10
+            live = Subscriber(context, server.v2_streaming_endpoint)
+            appended = client.append("feed-after", [b"after the flood"])
+            message = live.sock.recv_multipart() if live.sock.poll(5000, zmq.POLLIN) else []
+            assert message and message[0] == b"feed-after", message[:1]
+            position = struct.unpack("!Q", message[1][:8])[0]
+            assert position == appended.first_position
+    finally:
+        context.destroy(linger=0)
+
+
+# (c) A client that pipelines requests and never reads ----------------------------------
+
+
+def test_client_that_never_reads_its_replies_cannot_stall_others(server: ServerProcess) -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with client_for(server, context) as client:
+            for index in range(100):
+                client.publish(b"%04d" % index + b"x" * 100)
+        rss_before = rss(server)
+        hog = context.socket(zmq.DEALER)
+        hog.setsockopt(zmq.LINGER, 0)
+        hog.setsockopt(zmq.RCVHWM, 1)
+        hog.setsockopt(zmq.RCVBUF, 4096)
+        hog.setsockopt(zmq.SNDTIMEO, 5000)
+        hog.connect(server.query_endpoint)
+
+        meter = PingMeter(server.query_endpoint)
+        meter.start()
+        # Each reply is a full page of 100 events (about 15 KiB): far more than
+        # the hog's queues and socket buffers hold. The server keeps at most its
+        # ROUTER high-water mark of them (1000 messages) and drops the rest.
+        sent = 0
+        for _ in range(6000):
+            hog.send_multipart([b"", *seed.encode_query(None, None)])
+            sent += 1
+        assert wait_for(lambda: "the peer's queue is full" in server.log, 20), server.log[-2000:]
+        time.sleep(0.5)
+        busy = meter.result()
+        rss_after = rss(server)
+        print(
+            f"\nPING while a client leaves {sent} replies unread: {summary(busy)}; "
+            f"server RSS {rss_before / MIB:.1f} -> {rss_after / MIB:.1f} MiB"
+        )
+        assert percentile(busy, 0.99) < LATENCY_BOUND_S, summary(busy)
+        assert rss_after - rss_before < RSS_GROWTH_BOUND
+        with client_for(server, context) as client:
+            assert len(list(client.query())) == 100
+            client.publish(b"after the hog")
+            assert client.ping() < 1.0
+        hog.close(linger=0)
+    finally:
+        context.destroy(linger=0)
+
+
+def test_requests_piled_behind_an_unread_gorewind_query_are_bounded(
+    server: ServerProcess,
+) -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with client_for(server, context) as client:
+            for _ in range(20):
+                client.append("long", [b"x" * 1000] * 250)
+        rss_before = rss(server)
+        hog = context.socket(zmq.DEALER)
+        hog.setsockopt(zmq.LINGER, 0)
+        hog.setsockopt(zmq.RCVHWM, 1)
+        hog.setsockopt(zmq.RCVBUF, 4096)
+        hog.setsockopt(zmq.SNDTIMEO, 5000)
+        hog.connect(server.query_endpoint)
+        # 5,000 EVENT messages of 1 KB: more than the hog's buffers take, so the
+        # QUERY blocks its connection, and everything sent after it waits.
+        hog.send_multipart([b"", *gorewind.encode_query_request("long")])
+        for request_id in range(1, 200_001):
+            hog.send_multipart([b"", *v2.encode_ping_request(request_id)])
+        # 1 QUERY and 9,999 PINGs wait on the connection; the other 190,001 are
+        # dropped, logged at the first and every 10,000th.
+        assert wait_for(lambda: "(180001 dropped so far)" in server.log, 30), server.log[-2000:]
+        with client_for(server, context) as client:
+            assert wait_for(lambda: client.ping() < 1.0 and rss(server) > 0, 10)
+        growth = rss(server) - rss_before
+        print(f"\n200,000 requests behind an unread Gorewind QUERY: RSS +{growth / MIB:.1f} MiB")
+        assert growth < 10 * MIB
+    finally:
+        context.destroy(linger=0)
