@@ -1,8 +1,10 @@
 """Checking a store's contents against what the clients sent and were told.
 
-Pure functions over data: the events read back (by position), the ledger's
-ops, and the messages the feeds delivered. Each returns a :class:`Verdict`
-listing every broken rule in words, with counts for the run's figures.
+No I/O here: the checkers take the events read back (in position order),
+the ledger's ops and the messages the feeds delivered, and return a
+:class:`Verdict` listing every broken rule in words, with counts for the
+run's figures. The store and the feeds grow from cycle to cycle, so each
+checker takes only what is new since its last check.
 """
 
 from __future__ import annotations
@@ -51,64 +53,91 @@ class Verdict:
         return "\n".join(shown + ([f"... and {more} more"] if more > 0 else []))
 
 
-def check_store(events: Sequence[RecordedEvent], ops: Sequence[Op], sender_of: SenderOf) -> Verdict:
-    """Check the whole store (``events`` in position order) against every op.
+class StoreChecker:
+    """The store as read so far, in position order, checked as it grows.
 
-    The rules: positions are 1..N without a gap; each stream's versions are
-    0..k in position order; every stored event carries a tag some op sent,
-    in that op's stream (with the op's own id, if it chose one) and no tag is
-    stored twice; every op is stored all or nothing, its events at
-    consecutive positions and versions; every acknowledged op is stored
-    where its answer said; no refused op is stored.
+    :meth:`add` takes the next events read (positions continuing from the
+    last one) and checks what can be seen from the events alone: positions
+    1..N without a gap, each stream's versions 0..k in position order, and
+    every event carrying a tag some op sent, in that op's stream, with the
+    op's own id if it chose one. :meth:`check` then judges every op against
+    everything added so far.
     """
-    verdict = Verdict(stored_events=len(events))
-    _check_numbering(events, verdict)
-    found = _events_by_op(events, sender_of, verdict)
-    for op in ops:
-        _check_op(op, found.get(op.op_id, {}), verdict)
-    return verdict
 
+    def __init__(self, sender_of: SenderOf) -> None:
+        self.sender_of = sender_of
+        self.events: list[RecordedEvent] = []
+        self.by_id: dict[bytes, RecordedEvent] = {}
+        """Events by canonical id text, as the seed feed names them."""
+        self._heads: dict[str, int] = {}
+        self._found: dict[str, dict[int, list[RecordedEvent]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self._problems: list[str] = []
 
-def _check_numbering(events: Sequence[RecordedEvent], verdict: Verdict) -> None:
-    for expected, event in enumerate(events, start=1):
-        if event.position != expected:
-            verdict.problem(f"position {event.position} found where {expected} belongs")
-            break
-    heads: dict[str, int] = {}
-    for event in events:
-        expected = heads.get(event.stream, -1) + 1
-        if event.version != expected:
-            verdict.problem(
-                f"stream {event.stream!r}: version {event.version} at position "
-                f"{event.position}, expected {expected}"
-            )
-        heads[event.stream] = event.version
+    @property
+    def head(self) -> int:
+        """Position of the last event added; 0 if none."""
+        return len(self.events)
 
+    def event_at(self, position: int) -> RecordedEvent | None:
+        """The event added at ``position``, if any."""
+        return self.events[position - 1] if 1 <= position <= len(self.events) else None
 
-def _events_by_op(
-    events: Sequence[RecordedEvent], sender_of: SenderOf, verdict: Verdict
-) -> dict[str, dict[int, list[RecordedEvent]]]:
-    """Stored events grouped by the op and index their tag names."""
-    found: dict[str, dict[int, list[RecordedEvent]]] = defaultdict(lambda: defaultdict(list))
-    for event in events:
+    def add(self, events: Sequence[RecordedEvent]) -> None:
+        """Take the next events of the store, in position order."""
+        for event in events:
+            expected = len(self.events) + 1
+            if event.position != expected:
+                self._problems.append(f"position {event.position} found where {expected} belongs")
+            self.events.append(event)
+            self.by_id[str(event.event_id).encode("ascii")] = event
+            version = self._heads.get(event.stream, -1) + 1
+            if event.version != version:
+                self._problems.append(
+                    f"stream {event.stream!r}: version {event.version} at position "
+                    f"{event.position}, expected {version}"
+                )
+            self._heads[event.stream] = event.version
+            self._index(event)
+
+    def _index(self, event: RecordedEvent) -> None:
         tag = tag_of(event.data)
-        sender = None if tag is None else sender_of(tag)
+        sender = None if tag is None else self.sender_of(tag)
         if sender is None:
-            verdict.problem(
+            self._problems.append(
                 f"position {event.position}: stored but never sent (data {event.data[:40]!r})"
             )
-            continue
+            return
         op, index = sender
         if event.stream != op.stream:
-            verdict.problem(
+            self._problems.append(
                 f"{tag} stored in stream {event.stream!r}, sent to {op.stream!r} "
                 f"(position {event.position})"
             )
         chosen = op.event_ids[index]
         if chosen is not None and event.event_id != chosen:
-            verdict.problem(f"{tag} stored with id {event.event_id}, sent with {chosen}")
-        found[op.op_id][index].append(event)
-    return found
+            self._problems.append(f"{tag} stored with id {event.event_id}, sent with {chosen}")
+        self._found[op.op_id][index].append(event)
+
+    def check(self, ops: Sequence[Op]) -> Verdict:
+        """Judge every op against the events added so far.
+
+        No tag is stored twice; every op is stored all or nothing, its
+        events at consecutive positions and versions; every acknowledged op
+        is stored where its answer said; no refused op is stored.
+        """
+        verdict = Verdict(problems=list(self._problems), stored_events=len(self.events))
+        for op in ops:
+            _check_op(op, self._found.get(op.op_id, {}), verdict)
+        return verdict
+
+
+def check_store(events: Sequence[RecordedEvent], ops: Sequence[Op], sender_of: SenderOf) -> Verdict:
+    """Check a whole store (``events`` in position order) against every op at once."""
+    checker = StoreChecker(sender_of)
+    checker.add(events)
+    return checker.check(ops)
 
 
 def _check_op(op: Op, found: dict[int, list[RecordedEvent]], verdict: Verdict) -> None:
@@ -179,66 +208,81 @@ def _check_ack(op: Op, stored: list[RecordedEvent], verdict: Verdict) -> None:
         )
 
 
-def check_seed_feed(
-    messages: Sequence[tuple[bytes, bytes, bytes]],
-    events: Sequence[RecordedEvent],
-    *,
-    final: bool,
-) -> Verdict:
-    """Check seed feed messages ``(id, previous id, data)`` against the store.
+class SeedFeedChecker:
+    """Checks seed feed messages ``(id, previous id, data)`` against the store.
 
     Each must be a stored event with its data; its previous id must be the
     event at the position before (empty only for position 1), including the
     first message after a restart; positions must rise from message to
-    message (commit order, nothing broadcast twice). Before the final check
-    a message may name an event committed after ``events`` was read: it is
-    skipped; in the final check every message must be in the store.
+    message (commit order, nothing broadcast twice). Messages are checked
+    once each, as they come: one naming an event the store has not shown
+    yet waits for the next check, unless the check is ``final``.
     """
-    verdict = Verdict()
-    by_id = {str(event.event_id).encode("ascii"): event for event in events}
-    by_position = {event.position: event for event in events}
-    last_position = 0
-    for event_id, previous_id, data in messages:
-        event = by_id.get(event_id)
-        if event is None:
-            if final:
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self._last_position = 0
+
+    def check(
+        self, messages: Sequence[tuple[bytes, bytes, bytes]], store: StoreChecker, *, final: bool
+    ) -> Verdict:
+        """Check the messages not checked yet."""
+        verdict = Verdict()
+        while self.checked < len(messages):
+            event_id, previous_id, data = messages[self.checked]
+            event = store.by_id.get(event_id)
+            if event is None and not final:
+                break
+            self.checked += 1
+            if event is None:
                 verdict.problem(f"seed feed broadcast {event_id!r}, which is not stored")
-            continue
-        if event.data != data:
-            verdict.problem(f"seed feed: data of {event_id!r} differs from the store")
-        before = by_position.get(event.position - 1)
-        expected_previous = b"" if before is None else str(before.event_id).encode("ascii")
-        if previous_id != expected_previous:
-            verdict.problem(
-                f"seed feed: {event_id!r} (position {event.position}) names previous id "
-                f"{previous_id!r}, the store holds {expected_previous!r} before it"
-            )
-        if event.position <= last_position:
-            verdict.problem(f"seed feed: position {event.position} broadcast after {last_position}")
-        last_position = max(last_position, event.position)
-    return verdict
+                continue
+            if event.data != data:
+                verdict.problem(f"seed feed: data of {event_id!r} differs from the store")
+            before = store.event_at(event.position - 1)
+            expected_previous = b"" if before is None else str(before.event_id).encode("ascii")
+            if previous_id != expected_previous:
+                verdict.problem(
+                    f"seed feed: {event_id!r} (position {event.position}) names previous id "
+                    f"{previous_id!r}, the store holds {expected_previous!r} before it"
+                )
+            if event.position <= self._last_position:
+                verdict.problem(
+                    f"seed feed: position {event.position} broadcast after {self._last_position}"
+                )
+            self._last_position = max(self._last_position, event.position)
+        return verdict
 
 
-def check_v2_feed(
-    received: Sequence[RecordedEvent], events: Sequence[RecordedEvent], *, final: bool
-) -> Verdict:
-    """Check v2 feed events against the store: same event at the same position, rising.
+class V2FeedChecker:
+    """Checks v2 feed events: the stored event at that position, positions rising.
 
-    As in :func:`check_seed_feed`, events beyond what was read are skipped
-    unless ``final``.
+    Checked once each, like :class:`SeedFeedChecker`.
     """
-    verdict = Verdict()
-    by_position = {event.position: event for event in events}
-    last_position = 0
-    for event in received:
-        stored = by_position.get(event.position)
-        if stored is None:
-            if final:
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self._last_position = 0
+
+    def check(
+        self, received: Sequence[RecordedEvent], store: StoreChecker, *, final: bool
+    ) -> Verdict:
+        """Check the events not checked yet."""
+        verdict = Verdict()
+        while self.checked < len(received):
+            event = received[self.checked]
+            stored = store.event_at(event.position)
+            if stored is None and not final:
+                break
+            self.checked += 1
+            if stored is None:
                 verdict.problem(f"v2 feed broadcast position {event.position}, not stored")
-            continue
-        if stored != event:
-            verdict.problem(f"v2 feed: position {event.position} differs from the store")
-        if event.position <= last_position:
-            verdict.problem(f"v2 feed: position {event.position} broadcast after {last_position}")
-        last_position = max(last_position, event.position)
-    return verdict
+                continue
+            if stored != event:
+                verdict.problem(f"v2 feed: position {event.position} differs from the store")
+            if event.position <= self._last_position:
+                verdict.problem(
+                    f"v2 feed: position {event.position} broadcast after {self._last_position}"
+                )
+            self._last_position = max(self._last_position, event.position)
+        return verdict

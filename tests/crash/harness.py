@@ -36,7 +36,7 @@ from pathlib import Path
 
 from rewind.client import Client, EventData, RequestTimeout, WrongExpectedVersion
 from rewind.model import RecordedEvent
-from tests.crash.checks import Verdict, check_seed_feed, check_store, check_v2_feed
+from tests.crash.checks import SeedFeedChecker, StoreChecker, V2FeedChecker, Verdict
 from tests.crash.feeds import FeedCollector, seed_messages, v2_events
 from tests.crash.ledger import Ack, Kind, Ledger, Op, Outcome
 from tests.crash.workers import AsyncV2Appender, Gate, SeedPublisher, V2Appender, Worker
@@ -44,6 +44,8 @@ from tests.support import ServerProcess
 
 CYCLES_VARIABLE = "REWIND_SOAK_CYCLES"
 SEED_VARIABLE = "REWIND_CRASH_SEED"
+FULL_READ_EVERY = 25
+"""Cycles between re-reads of the whole store (the others read what is new)."""
 PAUSE_TIMEOUT = 60.0
 """How long the clients may take to finish their requests after a restart."""
 
@@ -77,6 +79,9 @@ class CrashConfig:
     client_timeout: float = 0.25
     """Each client's wait for one reply; short, so retries span the restart."""
     client_retries: int = 12
+    impatient_appenders: int = 1
+    """Appenders that never retry, so their appends spanning a kill go unanswered
+    and the harness re-sends them."""
 
     @classmethod
     def from_environment(cls, default_cycles: int) -> CrashConfig:
@@ -105,10 +110,14 @@ class CrashReport:
     """Requests still without an answer at the end (seed PUBLISH timeouts, mostly)."""
     resent_ops: int = 0
     """v2 appends the harness re-sent after their client gave up."""
+    resent_found_stored: int = 0
+    """Of those, appends the first attempt had stored: the re-send got the original positions."""
     spanned_kill: int = 0
     """Acknowledged appends that were in flight across a kill."""
     committed_before_kill: int = 0
     """Of those, appends committed before the kill but answered by the restarted server."""
+    check_seconds: float = 0.0
+    """Time spent reading the store back and checking it."""
     seed_feed_messages: int = 0
     v2_feed_messages: int = 0
     elapsed: float = 0.0
@@ -122,11 +131,12 @@ class CrashReport:
             f"{self.elapsed:.1f} s; {self.ops} requests, {self.events_sent} events sent, "
             f"{self.events_acked} acknowledged, {self.events_stored} stored, "
             f"{self.lost} lost, {self.duplicates} duplicated; {self.refused_ops} refused, "
-            f"{self.unknown_ops} unanswered, {self.resent_ops} re-sent after a timeout; "
+            f"{self.unknown_ops} unanswered, {self.resent_ops} re-sent after a timeout "
+            f"({self.resent_found_stored} found stored); "
             f"{self.spanned_kill} acknowledged appends spanned a kill, "
             f"{self.committed_before_kill} of them committed before it and answered "
             f"after the restart; feeds: {self.seed_feed_messages} seed and "
-            f"{self.v2_feed_messages} v2 messages checked"
+            f"{self.v2_feed_messages} v2 messages checked; {self.check_seconds:.1f} s checking"
         )
 
 
@@ -145,6 +155,9 @@ class CrashRun:
         self.seed_feed: FeedCollector | None = None
         self.v2_feed: FeedCollector | None = None
         self.checker: Client | None = None
+        self.store = StoreChecker(self.ledger.sender_of)
+        self.seed_checker = SeedFeedChecker()
+        self.v2_checker = V2FeedChecker()
 
     def run(self) -> CrashReport:
         """Run every cycle and the final check; raise :class:`CrashSafetyError` on a violation."""
@@ -188,7 +201,9 @@ class CrashRun:
                     config.client_timeout,
                 )
             )
-        appenders = [(V2Appender, f"v2w{index}") for index in range(config.appenders)]
+        appenders: list[tuple[type[V2Appender], str]] = [
+            (V2Appender, f"v2w{index}") for index in range(config.appenders)
+        ]
         appenders += [(AsyncV2Appender, f"aio{index}") for index in range(config.async_appenders)]
         for cls, name in appenders:
             workers.append(
@@ -200,6 +215,21 @@ class CrashRun:
                     endpoint,
                     config.client_timeout,
                     config.client_retries,
+                )
+            )
+        for index in range(config.impatient_appenders):
+            # Without retries its appends that span a kill stay unanswered; it
+            # chooses every id, so the harness can re-send them exactly.
+            workers.append(
+                V2Appender(
+                    f"once{index}",
+                    self.ledger,
+                    self.gate,
+                    config.seed,
+                    endpoint,
+                    config.client_timeout,
+                    0,
+                    own_ids=1.0,
                 )
             )
         return workers
@@ -219,13 +249,16 @@ class CrashRun:
         self.report.ready.append(time.time())
         if not self.gate.pause(PAUSE_TIMEOUT):
             self._fail(cycle, "clients still waiting for answers long after the restart")
+        checking = time.monotonic()
         self._resend_unanswered()
-        events = self._read_all()
+        read = self._read_store(full=cycle % FULL_READ_EVERY == 0)
         verdicts = [
-            check_store(events, self.ledger.ops(), self.ledger.sender_of),
-            *self._feed_verdicts(events, final=False),
+            self.store.check(self.ledger.ops()),
+            *self._feed_verdicts(final=False),
         ]
+        verdicts[0].problems.extend(read)
         self._judge(cycle, verdicts)
+        self.report.check_seconds += time.monotonic() - checking
 
     def _resend_unanswered(self) -> None:
         """Re-send each unanswered v2 append whose ids the harness chose, exactly as before."""
@@ -260,19 +293,36 @@ class CrashRun:
             )
             op.outcome = Outcome.ACKED
 
-    def _read_all(self) -> list[RecordedEvent]:
-        assert self.checker is not None
-        return list(self.checker.read_all())
+    def _read_store(self, *, full: bool) -> list[str]:
+        """Read the store through the server: all of it, or what is new since the last read.
 
-    def _feed_verdicts(self, events: Sequence[RecordedEvent], *, final: bool) -> list[Verdict]:
+        A partial read also reads the last event seen before again, which
+        must be unchanged; a full read must repeat everything read before.
+        """
+        assert self.checker is not None
+        old = self.store
+        if full or old.head == 0:
+            self.store = StoreChecker(self.ledger.sender_of)
+            self.store.add(list(self.checker.read_all()))
+            if self.store.events[: old.head] != old.events:
+                return ["events read in an earlier cycle have changed"]
+            return []
+        last = old.events[-1]
+        again = list(self.checker.read_all(from_position=last.position, max_count=1))
+        old.add(list(self.checker.read_all(from_position=last.position + 1)))
+        if again != [last]:
+            return [f"position {last.position} changed since it was read: {again!r}"]
+        return []
+
+    def _feed_verdicts(self, *, final: bool) -> list[Verdict]:
         assert self.seed_feed is not None and self.v2_feed is not None
         seed = seed_messages(self.seed_feed.snapshot())
         v2 = v2_events(self.v2_feed.snapshot())
         self.report.seed_feed_messages = len(seed)
         self.report.v2_feed_messages = len(v2)
         verdicts = [
-            check_seed_feed(seed, events, final=final),
-            check_v2_feed(v2, events, final=final),
+            self.seed_checker.check(seed, self.store, final=final),
+            self.v2_checker.check(v2, self.store, final=final),
         ]
         for collector in (self.seed_feed, self.v2_feed):
             if collector.failure:
@@ -303,7 +353,8 @@ class CrashRun:
         cycle = self.report.cycles
         self._stop_workers()
         self._resend_unanswered()
-        events = self._read_all()
+        read = self._read_store(full=True)
+        events = self.store.events
         per_stream = self._read_streams(events)
         time.sleep(0.2)  # let the last broadcasts reach the collectors
         assert self.seed_feed is not None and self.v2_feed is not None
@@ -311,9 +362,10 @@ class CrashRun:
         self.v2_feed.stop()
         code = self.server.stop()
         verdicts = [
-            check_store(events, self.ledger.ops(), self.ledger.sender_of),
-            *self._feed_verdicts(events, final=True),
+            self.store.check(self.ledger.ops()),
+            *self._feed_verdicts(final=True),
         ]
+        verdicts[0].problems.extend(read)
         if code != 0:
             verdicts[0].problem(f"server exited with status {code} on SIGTERM")
         verdicts[0].problems.extend(per_stream)
@@ -376,6 +428,13 @@ class CrashRun:
         report.refused_ops = sum(op.outcome is Outcome.REFUSED for op in ops)
         report.unknown_ops = sum(op.outcome is Outcome.UNKNOWN for op in ops)
         report.resent_ops = sum(op.resent for op in ops)
+        report.resent_found_stored = sum(
+            op.resent
+            and op.ack is not None
+            and op.finished is not None
+            and op.ack.recorded_at_us / 1e6 < op.finished
+            for op in ops
+        )
         for op in ops:
             spanned, before = self._across_kill(op)
             report.spanned_kill += spanned

@@ -197,8 +197,13 @@ class V2Appender(Worker):
         endpoint: str,
         timeout: float,
         retries: int,
+        *,
+        own_ids: float = 0.5,
     ) -> None:
         super().__init__(name, ledger, gate, seed)
+        self.own_ids = own_ids
+        """Share of appends whose event ids the worker chooses (the others leave it to
+        the client)."""
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
@@ -227,7 +232,7 @@ class V2Appender(Worker):
     def step(self) -> None:
         roll = self.rng.random()
         batch = self.rng.randint(2, 6)
-        own_ids = self.rng.random() < 0.5
+        own_ids = self.rng.random() < self.own_ids
         if roll < 0.3:
             op = self.new_op(Kind.APPEND, self.rng.choice(SHARED_STREAMS), 1, own_ids=own_ids)
         elif roll < 0.45:
