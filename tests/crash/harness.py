@@ -143,14 +143,16 @@ class CrashReport:
 class CrashRun:
     """One run of the harness on a directory of its own; see the module docstring."""
 
-    def __init__(self, config: CrashConfig, directory: Path) -> None:
+    def __init__(self, config: CrashConfig, directory: Path, *, storage: str | None = None) -> None:
         self.config = config
         self.path = directory / "events.db"
         self.rng = random.Random(config.seed)
         self.ledger = Ledger()
         self.gate = Gate()
         self.report = CrashReport(seed=config.seed)
-        self.server = CrashServer(f"sqlite:{self.path}")
+        # Another storage URL is for showing that the harness notices a store
+        # that loses events (memory:); the file checks need sqlite:.
+        self.server = CrashServer(storage or f"sqlite:{self.path}")
         self.workers: list[Worker] = []
         self.seed_feed: FeedCollector | None = None
         self.v2_feed: FeedCollector | None = None
@@ -456,6 +458,12 @@ class CrashRun:
         return False, False
 
 
-def run_crash_harness(config: CrashConfig, directory: Path) -> CrashReport:
-    """Run the harness in ``directory``; return its figures or raise :class:`CrashSafetyError`."""
-    return CrashRun(config, directory).run()
+def run_crash_harness(
+    config: CrashConfig, directory: Path, *, storage: str | None = None
+) -> CrashReport:
+    """Run the harness in ``directory``; return its figures or raise :class:`CrashSafetyError`.
+
+    The server stores in ``directory/events.db`` unless ``storage`` names
+    another store.
+    """
+    return CrashRun(config, directory, storage=storage).run()

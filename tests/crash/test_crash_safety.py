@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.crash.harness import CrashConfig, run_crash_harness
+import pytest
+
+from tests.crash.harness import CrashConfig, CrashSafetyError, run_crash_harness
 
 DEFAULT_CYCLES = 20
 
@@ -24,3 +26,11 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     # The load must have been real, or the kills proved nothing.
     assert report.events_acked >= 10 * config.cycles
     assert report.spanned_kill > 0
+
+
+def test_the_harness_notices_a_store_that_forgets(tmp_path: Path) -> None:
+    # The memory store acknowledges events and loses them all in a kill:
+    # the first cycle's check must say so.
+    config = CrashConfig(cycles=2, seed=1)
+    with pytest.raises(CrashSafetyError, match=r"cycle 1 .*\n.*acknowledged, not stored"):
+        run_crash_harness(config, tmp_path, storage="memory:")

@@ -211,23 +211,22 @@ class V2Appender(Worker):
         # Last version of each own stream as far as this worker knows;
         # None after a timeout, until asked again.
         self.known: dict[str, int | None] = dict.fromkeys(self.own_streams, -1)
-        self.client = self._open()
+        self.connect()
 
-    def _open(self) -> Any:
+    def connect(self) -> None:
+        """Open the worker's client."""
         self.context: zmq.Context[Any] = zmq.Context()
-        return Client(
+        self.client = Client(
             self.endpoint, timeout=self.timeout, retries=self.retries, context=self.context
         )
 
     def append(self, stream: str, events: Sequence[EventData], expected: int) -> AppendResult:
         """Send one APPEND (retried by the client on silence)."""
-        result: AppendResult = self.client.append(stream, events, expected_version=expected)
-        return result
+        return self.client.append(stream, events, expected_version=expected)
 
     def stream_info(self, stream: str) -> StreamInfo | None:
         """Ask for a stream's state."""
-        info: StreamInfo | None = self.client.stream_info(stream)
-        return info
+        return self.client.stream_info(stream)
 
     def step(self) -> None:
         roll = self.rng.random()
@@ -311,10 +310,10 @@ class V2Appender(Worker):
 class AsyncV2Appender(V2Appender):
     """:class:`V2Appender` through :class:`~rewind.aio.AsyncClient`, on its own event loop."""
 
-    def _open(self) -> Any:
+    def connect(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.async_context = zmq.asyncio.Context()
-        return AsyncClient(
+        self.async_client = AsyncClient(
             self.endpoint,
             timeout=self.timeout,
             retries=self.retries,
@@ -323,13 +322,13 @@ class AsyncV2Appender(V2Appender):
 
     def append(self, stream: str, events: Sequence[EventData], expected: int) -> AppendResult:
         return self.loop.run_until_complete(
-            self.client.append(stream, events, expected_version=expected)
+            self.async_client.append(stream, events, expected_version=expected)
         )
 
     def stream_info(self, stream: str) -> StreamInfo | None:
-        return self.loop.run_until_complete(self.client.stream_info(stream))
+        return self.loop.run_until_complete(self.async_client.stream_info(stream))
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.client.close())
+        self.loop.run_until_complete(self.async_client.close())
         self.loop.close()
         self.async_context.destroy(linger=0)
