@@ -74,6 +74,10 @@ class StoreChecker:
             lambda: defaultdict(list)
         )
         self._problems: list[str] = []
+        self._touched: set[str] = set()
+        """Ops that got events since the last :meth:`check`."""
+        self._judged: dict[str, tuple[Outcome, Verdict]] = {}
+        """Each op's verdict, and the outcome it was judged with."""
 
     @property
     def head(self) -> int:
@@ -119,6 +123,7 @@ class StoreChecker:
         if chosen is not None and event.event_id != chosen:
             self._problems.append(f"{tag} stored with id {event.event_id}, sent with {chosen}")
         self._found[op.op_id][index].append(event)
+        self._touched.add(op.op_id)
 
     def check(self, ops: Sequence[Op]) -> Verdict:
         """Judge every op against the events added so far.
@@ -127,9 +132,23 @@ class StoreChecker:
         events at consecutive positions and versions; every acknowledged op
         is stored where its answer said; no refused op is stored.
         """
-        verdict = Verdict(problems=list(self._problems), stored_events=len(self.events))
+        # An op is judged again only when its outcome or its stored events
+        # changed: over hundreds of cycles the ledger grows long.
         for op in ops:
-            _check_op(op, self._found.get(op.op_id, {}), verdict)
+            judged = self._judged.get(op.op_id)
+            if judged is None or judged[0] is not op.outcome or op.op_id in self._touched:
+                alone = Verdict()
+                _check_op(op, self._found.get(op.op_id, {}), alone)
+                self._judged[op.op_id] = (op.outcome, alone)
+        self._touched.clear()
+        verdict = Verdict(problems=list(self._problems), stored_events=len(self.events))
+        for _, alone in self._judged.values():
+            verdict.problems.extend(alone.problems)
+            verdict.acked_events += alone.acked_events
+            verdict.lost_events += alone.lost_events
+            verdict.duplicate_events += alone.duplicate_events
+            verdict.unknown_ops_stored += alone.unknown_ops_stored
+            verdict.unknown_ops_absent += alone.unknown_ops_absent
         return verdict
 
 

@@ -8,7 +8,8 @@ port, so one collector per feed hears every incarnation of the server
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import zmq
 
@@ -16,17 +17,25 @@ from rewind.model import RecordedEvent
 from rewind.protocol import seed
 from rewind.protocol.v2 import decode_feed_message
 
+ItemT = TypeVar("ItemT")
+
 POLL_MS = 100
 RECEIVE_HWM = 1_000_000
 
 
-class FeedCollector(threading.Thread):
-    """Keeps every message a PUB endpoint sends until :meth:`stop`."""
+class FeedCollector(threading.Thread, Generic[ItemT]):
+    """Keeps every message a PUB endpoint sends until :meth:`stop`, decoded as it comes.
 
-    def __init__(self, endpoint: str, name: str) -> None:
+    ``decode`` turns a message into the item kept, or ``None`` to skip it.
+    """
+
+    def __init__(
+        self, endpoint: str, name: str, decode: Callable[[list[bytes]], ItemT | None]
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self.endpoint = endpoint
-        self.messages: list[list[bytes]] = []
+        self.decode = decode
+        self.messages: list[ItemT] = []
         self.failure: str | None = None
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
@@ -44,9 +53,11 @@ class FeedCollector(threading.Thread):
                 if sub.poll(POLL_MS, zmq.POLLIN):
                     while True:
                         try:
-                            self.messages.append(sub.recv_multipart(zmq.NOBLOCK))
+                            item = self.decode(sub.recv_multipart(zmq.NOBLOCK))
                         except zmq.Again:
                             break
+                        if item is not None:
+                            self.messages.append(item)
         except Exception as exc:
             self.failure = f"{self.name}: {exc!r}"
         finally:
@@ -54,7 +65,7 @@ class FeedCollector(threading.Thread):
             sub.close()
             context.term()
 
-    def started(self, timeout: float = 5.0) -> FeedCollector:
+    def started(self, timeout: float = 5.0) -> FeedCollector[ItemT]:
         """Start and wait until the socket is connected."""
         self.start()
         self._subscribed.wait(timeout)
@@ -65,17 +76,16 @@ class FeedCollector(threading.Thread):
         self._stopping.set()
         self.join(5)
 
-    def snapshot(self) -> list[list[bytes]]:
+    def snapshot(self) -> list[ItemT]:
         """The messages received so far."""
         return list(self.messages)
 
 
-def seed_messages(messages: list[list[bytes]]) -> list[tuple[bytes, bytes, bytes]]:
-    """Seed feed messages as ``(event id, previous id, data)``."""
-    return [seed.decode_stream_message(frames) for frames in messages]
+def seed_feed(endpoint: str) -> FeedCollector[tuple[bytes, bytes, bytes]]:
+    """A collector of seed feed messages as ``(event id, previous id, data)``."""
+    return FeedCollector(endpoint, "seed-feed", seed.decode_stream_message)
 
 
-def v2_events(messages: list[list[bytes]]) -> list[RecordedEvent]:
-    """The events of v2 feed messages (control messages are left out)."""
-    events = [decode_feed_message(frames) for frames in messages]
-    return [event for event in events if event is not None]
+def v2_feed(endpoint: str) -> FeedCollector[RecordedEvent]:
+    """A collector of the v2 feed's events (control messages are left out)."""
+    return FeedCollector(endpoint, "v2-feed", decode_feed_message)

@@ -37,7 +37,7 @@ from pathlib import Path
 from rewind.client import Client, EventData, RequestTimeout, WrongExpectedVersion
 from rewind.model import RecordedEvent
 from tests.crash.checks import SeedFeedChecker, StoreChecker, V2FeedChecker, Verdict
-from tests.crash.feeds import FeedCollector, seed_messages, v2_events
+from tests.crash.feeds import FeedCollector, seed_feed, v2_feed
 from tests.crash.ledger import Ack, Kind, Ledger, Op, Outcome
 from tests.crash.workers import AsyncV2Appender, Gate, SeedPublisher, V2Appender, Worker
 from tests.support import ServerProcess
@@ -154,8 +154,8 @@ class CrashRun:
         # that loses events (memory:); the file checks need sqlite:.
         self.server = CrashServer(storage or f"sqlite:{self.path}")
         self.workers: list[Worker] = []
-        self.seed_feed: FeedCollector | None = None
-        self.v2_feed: FeedCollector | None = None
+        self.seed_feed: FeedCollector[tuple[bytes, bytes, bytes]] | None = None
+        self.v2_feed: FeedCollector[RecordedEvent] | None = None
         self.checker: Client | None = None
         self.store = StoreChecker(self.ledger.sender_of)
         self.seed_checker = SeedFeedChecker()
@@ -177,9 +177,9 @@ class CrashRun:
         with ExitStack() as stack:
             self.server.start()
             stack.callback(self.server.kill)
-            self.seed_feed = FeedCollector(self.server.streaming_endpoint, "seed-feed").started()
+            self.seed_feed = seed_feed(self.server.streaming_endpoint).started()
             stack.callback(self.seed_feed.stop)
-            self.v2_feed = FeedCollector(self.server.v2_streaming_endpoint, "v2-feed").started()
+            self.v2_feed = v2_feed(self.server.v2_streaming_endpoint).started()
             stack.callback(self.v2_feed.stop)
             self.checker = Client(self.server.query_endpoint, timeout=5.0, retries=3)
             stack.callback(self.checker.close)
@@ -318,8 +318,8 @@ class CrashRun:
 
     def _feed_verdicts(self, *, final: bool) -> list[Verdict]:
         assert self.seed_feed is not None and self.v2_feed is not None
-        seed = seed_messages(self.seed_feed.snapshot())
-        v2 = v2_events(self.v2_feed.snapshot())
+        seed = self.seed_feed.snapshot()
+        v2 = self.v2_feed.snapshot()
         self.report.seed_feed_messages = len(seed)
         self.report.v2_feed_messages = len(v2)
         verdicts = [

@@ -200,6 +200,22 @@ def test_checking_in_steps_equals_checking_at_once(ledger: Ledger) -> None:
     assert checker.head == len(store.events)
 
 
+def test_later_damage_to_an_op_judged_before_is_caught(ledger: Ledger) -> None:
+    store = healthy(ledger)
+    late = make_op(ledger, "late", "s", 1, Outcome.UNKNOWN)
+    store.store(late)
+    checker = StoreChecker(ledger.sender_of)
+    checker.add(store.events)
+    assert checker.check(ledger.ops()).ok
+    # A copy of it turns up later: the op is judged again.
+    store.store(late)
+    checker.add(store.events[-1:])
+    assert checker.check(ledger.ops()).duplicate_events == 1
+    # An op whose outcome changes is judged again too.
+    ledger.ops()[3].outcome = Outcome.REFUSED  # u.1, stored
+    assert "u.1 was refused but 2 of its events are stored" in checker.check(ledger.ops()).problems
+
+
 def feed_message(
     event: RecordedEvent, previous: RecordedEvent | None
 ) -> tuple[bytes, bytes, bytes]:
