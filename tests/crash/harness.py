@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -57,10 +58,27 @@ class CrashSafetyError(AssertionError):
 class CrashServer(ServerProcess):
     """A server process that can also be killed and started again on its ports."""
 
-    def crash_restart(self) -> None:
-        """SIGKILL the server, then start it again on the same endpoints and storage."""
+    def crash_restart(self, *, kill_starting_after: float | None = None) -> None:
+        """SIGKILL the server, then start it again on the same endpoints and storage.
+
+        With ``kill_starting_after``, an extra incarnation is started first and
+        killed after that many seconds: while Python starts, while the store
+        is opened and recovered, or once it serves the waiting clients.
+        """
         self.kill()
         self._use_resolved_endpoints()
+        if kill_starting_after is not None:
+            doomed = subprocess.Popen(
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+            )
+            time.sleep(kill_starting_after)
+            doomed.kill()
+            doomed.wait()
         self.start()
 
 
@@ -79,6 +97,8 @@ class CrashConfig:
     client_timeout: float = 0.25
     """Each client's wait for one reply; short, so retries span the restart."""
     client_retries: int = 12
+    startup_kills: float = 0.15
+    """Share of cycles that also kill the restarting server, 0-600 ms after it is started."""
     impatient_appenders: int = 1
     """Appenders that never retry, so their appends spanning a kill go unanswered
     and the harness re-sends them."""
@@ -99,6 +119,8 @@ class CrashReport:
     seed: int
     cycles: int = 0
     """Kill cycles survived."""
+    startup_kills: int = 0
+    """Cycles that also killed the server while it was starting again."""
     ops: int = 0
     events_sent: int = 0
     events_acked: int = 0
@@ -127,8 +149,9 @@ class CrashReport:
     def summary(self) -> str:
         """One paragraph of figures."""
         return (
-            f"crash harness, seed {self.seed}: {self.cycles} kill cycles in "
-            f"{self.elapsed:.1f} s; {self.ops} requests, {self.events_sent} events sent, "
+            f"crash harness, seed {self.seed}: {self.cycles} kill cycles "
+            f"({self.startup_kills} also killing the restart) in {self.elapsed:.1f} s; "
+            f"{self.ops} requests, {self.events_sent} events sent, "
             f"{self.events_acked} acknowledged, {self.events_stored} stored, "
             f"{self.lost} lost, {self.duplicates} duplicated; {self.refused_ops} refused, "
             f"{self.unknown_ops} unanswered, {self.resent_ops} re-sent after a timeout "
@@ -247,7 +270,11 @@ class CrashRun:
         self.gate.resume()
         time.sleep(self.rng.uniform(self.config.min_load, self.config.max_load))
         self.report.kills.append(time.time())
-        self.server.crash_restart()
+        kill_starting_after = None
+        if self.rng.random() < self.config.startup_kills:
+            kill_starting_after = self.rng.uniform(0.0, 0.6)
+            self.report.startup_kills += 1
+        self.server.crash_restart(kill_starting_after=kill_starting_after)
         self.report.ready.append(time.time())
         if not self.gate.pause(PAUSE_TIMEOUT):
             self._fail(cycle, "clients still waiting for answers long after the restart")

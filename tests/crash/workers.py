@@ -230,7 +230,8 @@ class V2Appender(Worker):
 
     def step(self) -> None:
         roll = self.rng.random()
-        batch = self.rng.randint(2, 6)
+        # Now and then a long batch, so a kill can land inside its transaction.
+        batch = self.rng.randint(2, 6) if self.rng.random() < 0.95 else self.rng.randint(20, 200)
         own_ids = self.rng.random() < self.own_ids
         if roll < 0.3:
             op = self.new_op(Kind.APPEND, self.rng.choice(SHARED_STREAMS), 1, own_ids=own_ids)
