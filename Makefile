@@ -38,7 +38,7 @@ bench: $(STAMP_DEV)
 
 # SIGKILL a loaded server SOAK_CYCLES times; REWIND_CRASH_SEED=N repeats a run.
 soak: $(STAMP_DEV)
-	REWIND_SOAK_CYCLES=$(SOAK_CYCLES) $(BIN)/python -m pytest -q -s --timeout=3600 \
+	REWIND_SOAK_CYCLES=$(SOAK_CYCLES) $(BIN)/python -m pytest -q -s \
 		tests/crash/test_crash_safety.py $(PYTEST_ARGS)
 
 clean:

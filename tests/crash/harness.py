@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from rewind.client import Client, EventData, RequestTimeout, WrongExpectedVersion
 from rewind.model import RecordedEvent
@@ -187,11 +188,17 @@ class CrashRun:
     def run(self) -> CrashReport:
         """Run every cycle and the final check; raise :class:`CrashSafetyError` on a violation."""
         started = time.monotonic()
-        with self._running():
-            for cycle in range(1, self.config.cycles + 1):
-                self._cycle(cycle)
-                self.report.cycles = cycle
-            self._finish()
+        try:
+            with self._running():
+                for cycle in range(1, self.config.cycles + 1):
+                    self._cycle(cycle)
+                    self.report.cycles = cycle
+                self._finish()
+        except CrashSafetyError:
+            raise
+        except Exception as exc:
+            # A server that does not come back, a client error: name the seed too.
+            self._fail(self.report.cycles + 1, f"{type(exc).__name__}: {exc}")
         self.report.elapsed = time.monotonic() - started
         return self.report
 
@@ -370,7 +377,7 @@ class CrashRun:
             shown = Verdict(problems=problems)
             self._fail(cycle, shown.describe())
 
-    def _fail(self, cycle: int, text: str) -> None:
+    def _fail(self, cycle: int, text: str) -> NoReturn:
         raise CrashSafetyError(
             f"crash safety violated in cycle {cycle} (rerun with "
             f"{SEED_VARIABLE}={self.config.seed}):\n{text}\n{self.report.summary()}"
