@@ -305,3 +305,40 @@ class V2FeedChecker:
                 )
             self._last_position = max(self._last_position, event.position)
         return verdict
+
+
+class SubscriptionChecker:
+    """Checks what a catch-up subscription delivered: the stored events 1..n, once each.
+
+    Checked once each, like :class:`SeedFeedChecker`; in the ``final`` check
+    the subscription must have delivered every stored event.
+    """
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def check(
+        self, delivered: Sequence[RecordedEvent], store: StoreChecker, *, final: bool
+    ) -> Verdict:
+        """Check the events not checked yet."""
+        verdict = Verdict()
+        while self.checked < len(delivered):
+            event = delivered[self.checked]
+            expected = self.checked + 1
+            stored = store.event_at(expected)
+            if stored is None and not final:
+                break
+            self.checked += 1
+            if event.position != expected:
+                verdict.problem(
+                    f"subscription delivered position {event.position} where {expected} belongs"
+                )
+            elif stored is None:
+                verdict.problem(f"subscription delivered position {expected}, not stored")
+            elif stored != event:
+                verdict.problem(f"subscription: position {expected} differs from the store")
+        if final and len(delivered) != store.head:
+            verdict.problem(
+                f"subscription delivered {len(delivered)} events of the {store.head} stored"
+            )
+        return verdict

@@ -3,6 +3,8 @@
 A SUB socket reconnects by itself when the server comes back on the same
 port, so one collector per feed hears every incarnation of the server
 (except what is broadcast before its subscription reaches the new one).
+A catch-up subscriber reads the log as a client application would, filling
+whatever the feed missed from the store.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import zmq
 
+from rewind.client import Client
 from rewind.model import RecordedEvent
 from rewind.protocol import seed
 from rewind.protocol.v2 import decode_feed_message
@@ -89,3 +92,55 @@ def seed_feed(endpoint: str) -> FeedCollector[tuple[bytes, bytes, bytes]]:
 def v2_feed(endpoint: str) -> FeedCollector[RecordedEvent]:
     """A collector of the v2 feed's events (control messages are left out)."""
     return FeedCollector(endpoint, "v2-feed", decode_feed_message)
+
+
+class CatchUpSubscriber(threading.Thread):
+    """A reader that follows the whole log through a catch-up subscription, across kills.
+
+    It uses :meth:`rewind.client.Client.subscribe` with a short timeout and
+    many retries, as an application's read model would. Each time the
+    subscription ends (after a second without events) it subscribes again
+    from the position after the last one delivered, until :meth:`stop`.
+    """
+
+    def __init__(self, query_endpoint: str, v2_streaming_endpoint: str) -> None:
+        super().__init__(name="catch-up", daemon=True)
+        self.query_endpoint = query_endpoint
+        self.v2_streaming_endpoint = v2_streaming_endpoint
+        self.events: list[RecordedEvent] = []
+        self.subscriptions = 0
+        self.failure: str | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        context: zmq.Context[Any] = zmq.Context()
+        client = Client(
+            self.query_endpoint,
+            v2_streaming_endpoint=self.v2_streaming_endpoint,
+            timeout=0.5,
+            retries=40,
+            context=context,
+        )
+        try:
+            while not self._stopping.is_set():
+                self.subscriptions += 1
+                start = self.events[-1].position + 1 if self.events else 1
+                with client.subscribe(from_position=start, idle_timeout=1.0) as subscription:
+                    for event in subscription:
+                        self.events.append(event)
+                        if self._stopping.is_set():
+                            break
+        except Exception as exc:
+            self.failure = f"{self.name}: {exc!r}"
+        finally:
+            client.close()
+            context.destroy(linger=0)
+
+    def stop(self) -> None:
+        """Stop after the current subscription ends."""
+        self._stopping.set()
+        self.join(10)
+
+    def snapshot(self) -> list[RecordedEvent]:
+        """The events delivered so far."""
+        return list(self.events)

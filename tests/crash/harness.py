@@ -38,8 +38,14 @@ from typing import NoReturn
 
 from rewind.client import Client, EventData, RequestTimeout, WrongExpectedVersion
 from rewind.model import RecordedEvent
-from tests.crash.checks import SeedFeedChecker, StoreChecker, V2FeedChecker, Verdict
-from tests.crash.feeds import FeedCollector, seed_feed, v2_feed
+from tests.crash.checks import (
+    SeedFeedChecker,
+    StoreChecker,
+    SubscriptionChecker,
+    V2FeedChecker,
+    Verdict,
+)
+from tests.crash.feeds import CatchUpSubscriber, FeedCollector, seed_feed, v2_feed
 from tests.crash.ledger import Ack, Kind, Ledger, Op, Outcome
 from tests.crash.workers import AsyncV2Appender, Gate, SeedPublisher, V2Appender, Worker
 from tests.support import ServerProcess
@@ -49,6 +55,8 @@ SEED_VARIABLE = "REWIND_CRASH_SEED"
 FULL_READ_EVERY = 25
 """Cycles between re-reads of the whole store (the others read what is new)."""
 PAUSE_TIMEOUT = 60.0
+CATCH_UP_TIMEOUT = 30.0
+"""How long the catch-up subscriber may take to reach the end of the store."""
 """How long the clients may take to finish their requests after a restart."""
 
 
@@ -143,6 +151,9 @@ class CrashReport:
     """Time spent reading the store back and checking it."""
     seed_feed_messages: int = 0
     v2_feed_messages: int = 0
+    subscribed_events: int = 0
+    """Events a catch-up subscription across the kills delivered (all, in the end)."""
+    subscriptions: int = 0
     elapsed: float = 0.0
     kills: list[float] = field(default_factory=list, repr=False)
     ready: list[float] = field(default_factory=list, repr=False)
@@ -160,7 +171,9 @@ class CrashReport:
             f"{self.spanned_kill} acknowledged appends spanned a kill, "
             f"{self.committed_before_kill} of them committed before it and answered "
             f"after the restart; feeds: {self.seed_feed_messages} seed and "
-            f"{self.v2_feed_messages} v2 messages checked; {self.check_seconds:.1f} s checking"
+            f"{self.v2_feed_messages} v2 messages checked, {self.subscribed_events} events "
+            f"delivered to a catch-up subscriber ({self.subscriptions} subscriptions); "
+            f"{self.check_seconds:.1f} s checking"
         )
 
 
@@ -184,6 +197,8 @@ class CrashRun:
         self.store = StoreChecker(self.ledger.sender_of)
         self.seed_checker = SeedFeedChecker()
         self.v2_checker = V2FeedChecker()
+        self.subscriber: CatchUpSubscriber | None = None
+        self.subscription_checker = SubscriptionChecker()
 
     def run(self) -> CrashReport:
         """Run every cycle and the final check; raise :class:`CrashSafetyError` on a violation."""
@@ -211,6 +226,11 @@ class CrashRun:
             stack.callback(self.seed_feed.stop)
             self.v2_feed = v2_feed(self.server.v2_streaming_endpoint).started()
             stack.callback(self.v2_feed.stop)
+            self.subscriber = CatchUpSubscriber(
+                self.server.query_endpoint, self.server.v2_streaming_endpoint
+            )
+            self.subscriber.start()
+            stack.callback(self.subscriber.stop)
             self.checker = Client(self.server.query_endpoint, timeout=5.0, retries=3)
             stack.callback(self.checker.close)
             self.workers = self._workers()
@@ -352,17 +372,22 @@ class CrashRun:
 
     def _feed_verdicts(self, *, final: bool) -> list[Verdict]:
         assert self.seed_feed is not None and self.v2_feed is not None
+        assert self.subscriber is not None
         seed = self.seed_feed.snapshot()
         v2 = self.v2_feed.snapshot()
+        delivered = self.subscriber.snapshot()
         self.report.seed_feed_messages = len(seed)
         self.report.v2_feed_messages = len(v2)
+        self.report.subscribed_events = len(delivered)
+        self.report.subscriptions = self.subscriber.subscriptions
         verdicts = [
             self.seed_checker.check(seed, self.store, final=final),
             self.v2_checker.check(v2, self.store, final=final),
+            self.subscription_checker.check(delivered, self.store, final=final),
         ]
-        for collector in (self.seed_feed, self.v2_feed):
-            if collector.failure:
-                verdicts[0].problem(collector.failure)
+        for failure in (self.seed_feed.failure, self.v2_feed.failure, self.subscriber.failure):
+            if failure:
+                verdicts[0].problem(failure)
         return verdicts
 
     def _judge(self, cycle: int, verdicts: Sequence[Verdict]) -> None:
@@ -394,8 +419,13 @@ class CrashRun:
         per_stream = self._read_streams(events)
         time.sleep(0.2)  # let the last broadcasts reach the collectors
         assert self.seed_feed is not None and self.v2_feed is not None
+        assert self.subscriber is not None
         self.seed_feed.stop()
         self.v2_feed.stop()
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT
+        while len(self.subscriber.events) < len(events) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.subscriber.stop()
         code = self.server.stop()
         verdicts = [
             self.store.check(self.ledger.ops()),

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 import pytest
 
 from rewind.model import RecordedEvent
-from tests.crash.checks import SeedFeedChecker, StoreChecker, V2FeedChecker, check_store
+from tests.crash.checks import (
+    SeedFeedChecker,
+    StoreChecker,
+    SubscriptionChecker,
+    V2FeedChecker,
+    check_store,
+)
 from tests.crash.ledger import Ack, Kind, Ledger, Op, Outcome, event_data
 
 T0 = 1_700_000_000_000_000
@@ -251,3 +257,17 @@ def test_the_v2_feed_check(ledger: Ledger) -> None:
     assert not V2FeedChecker().check(twice, checker, final=True).ok
     beyond = events[4]._replace(position=99)
     assert not V2FeedChecker().check([beyond], checker, final=True).ok
+
+
+def test_the_subscription_check(ledger: Ledger) -> None:
+    events = healthy(ledger).events
+    checker = StoreChecker(ledger.sender_of)
+    checker.add(events)
+    assert SubscriptionChecker().check(events, checker, final=True).ok
+    partial = SubscriptionChecker()
+    assert partial.check(events[:4], checker, final=False).ok
+    assert not partial.check(events[:4], checker, final=True).ok  # did not reach the end
+    skipped = events[:3] + events[4:]
+    assert not SubscriptionChecker().check(skipped, checker, final=True).ok
+    repeated = events[:4] + events[3:]
+    assert not SubscriptionChecker().check(repeated, checker, final=False).ok
