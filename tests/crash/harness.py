@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import time
@@ -67,13 +68,20 @@ class CrashSafetyError(AssertionError):
 class CrashServer(ServerProcess):
     """A server process that can also be killed and started again on its ports."""
 
-    def crash_restart(self, *, kill_starting_after: float | None = None) -> None:
+    def crash_restart(
+        self, *, terminate_first: float | None = None, kill_starting_after: float | None = None
+    ) -> None:
         """SIGKILL the server, then start it again on the same endpoints and storage.
 
+        With ``terminate_first``, SIGTERM comes that many seconds before the
+        SIGKILL, which then lands in the middle of the graceful shutdown.
         With ``kill_starting_after``, an extra incarnation is started first and
         killed after that many seconds: while Python starts, while the store
         is opened and recovered, or once it serves the waiting clients.
         """
+        if terminate_first is not None and self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            time.sleep(terminate_first)
         self.kill()
         self._use_resolved_endpoints()
         if kill_starting_after is not None:
@@ -106,6 +114,8 @@ class CrashConfig:
     client_timeout: float = 0.25
     """Each client's wait for one reply; short, so retries span the restart."""
     client_retries: int = 12
+    terminations: float = 0.1
+    """Share of cycles that send SIGTERM 0-50 ms before the SIGKILL."""
     startup_kills: float = 0.15
     """Share of cycles that also kill the restarting server, 0-600 ms after it is started."""
     impatient_appenders: int = 1
@@ -128,6 +138,8 @@ class CrashReport:
     seed: int
     cycles: int = 0
     """Kill cycles survived."""
+    terminations: int = 0
+    """Cycles whose SIGKILL came during a graceful shutdown (SIGTERM just before)."""
     startup_kills: int = 0
     """Cycles that also killed the server while it was starting again."""
     ops: int = 0
@@ -162,7 +174,8 @@ class CrashReport:
         """One paragraph of figures."""
         return (
             f"crash harness, seed {self.seed}: {self.cycles} kill cycles "
-            f"({self.startup_kills} also killing the restart) in {self.elapsed:.1f} s; "
+            f"({self.terminations} during a graceful stop, {self.startup_kills} also "
+            f"killing the restart) in {self.elapsed:.1f} s; "
             f"{self.ops} requests, {self.events_sent} events sent, "
             f"{self.events_acked} acknowledged, {self.events_stored} stored, "
             f"{self.lost} lost, {self.duplicates} duplicated; {self.refused_ops} refused, "
@@ -297,11 +310,16 @@ class CrashRun:
         self.gate.resume()
         time.sleep(self.rng.uniform(self.config.min_load, self.config.max_load))
         self.report.kills.append(time.time())
-        kill_starting_after = None
+        terminate_first = kill_starting_after = None
+        if self.rng.random() < self.config.terminations:
+            terminate_first = self.rng.uniform(0.0, 0.05)
+            self.report.terminations += 1
         if self.rng.random() < self.config.startup_kills:
             kill_starting_after = self.rng.uniform(0.0, 0.6)
             self.report.startup_kills += 1
-        self.server.crash_restart(kill_starting_after=kill_starting_after)
+        self.server.crash_restart(
+            terminate_first=terminate_first, kill_starting_after=kill_starting_after
+        )
         self.report.ready.append(time.time())
         if not self.gate.pause(PAUSE_TIMEOUT):
             self._fail(cycle, "clients still waiting for answers long after the restart")
