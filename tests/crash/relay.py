@@ -64,8 +64,9 @@ class LossyRelay(threading.Thread):
                     if self.losing.is_set():
                         self.lost.append(reply)
                     else:
-                        frontend.send_multipart(reply)
+                        # Counted first: the client may act on the reply at once.
                         self.passed += 1
+                        frontend.send_multipart(reply)
         finally:
             self._bound.set()
             frontend.close()
