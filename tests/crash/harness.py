@@ -4,14 +4,18 @@ One run starts ``rewind serve --storage sqlite:PATH`` and its load clients
 (:mod:`tests.crash.workers`), then repeats a kill cycle:
 
 1. let the clients write for a random 50-400 ms;
-2. SIGKILL the server and start it again on the same file and ports;
+2. SIGKILL the server (sometimes just after a SIGTERM, in the middle of its
+   graceful stop) and start it again on the same file and ports (sometimes
+   killing an extra incarnation while it starts);
 3. hold the clients between requests (requests spanning the kill finish
    first, answered by the restarted server after their retries);
 4. re-send, with the same event ids, every v2 append that got no answer
    (an idempotent re-send must answer with the original positions, or
    refuse if nothing was stored);
-5. read the whole store back through v2 READ_ALL and check it against the
-   ledger and the feeds (:mod:`tests.crash.checks`).
+5. read the store back through v2 READ_ALL (what is new since the last
+   cycle; all of it every 25 cycles) and check it against the ledger, the
+   feeds and a catch-up subscriber that runs throughout
+   (:mod:`tests.crash.checks`).
 
 After the last cycle the server is stopped, every stream is read back with
 READ_STREAM, and the SQLite file is opened directly: ``PRAGMA
