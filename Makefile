@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP_RUNTIME := $(VENV)/.installed-runtime
 STAMP_DEV := $(VENV)/.installed-dev
 SERVE_ARGS ?=
+SOAK_CYCLES ?= 200
 
 .PHONY: serve test lint bench soak clean
 
@@ -34,6 +35,11 @@ lint: $(STAMP_DEV)
 
 bench: $(STAMP_DEV)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# SIGKILL a loaded server SOAK_CYCLES times; REWIND_CRASH_SEED=N repeats a run.
+soak: $(STAMP_DEV)
+	REWIND_SOAK_CYCLES=$(SOAK_CYCLES) $(BIN)/python -m pytest -q -s \
+		tests/crash/test_crash_safety.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
