@@ -21,7 +21,7 @@ from rewind.model import AppendRequest, RecordedEvent, StreamInfo
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
 from rewind.storage.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, migrate
-from rewind.storage.verify import startup_problems
+from rewind.storage.verify import sqlite_check, startup_problems
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -199,8 +199,8 @@ class SQLiteStore(EventStore):
             raise StoreUnavailableError(f"{self.path}: cannot switch to WAL mode ({journal_mode})")
         db.execute("PRAGMA synchronous=FULL")
         if integrity_check:
-            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
+            problems = sqlite_check(db, full=False, limit=3)
+            if problems:
                 raise StoreUnavailableError(
                     f"{self.path} fails SQLite's quick check: {'; '.join(problems[:3])}"
                 )

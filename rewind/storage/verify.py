@@ -49,6 +49,7 @@ __all__ = [
     "Problem",
     "VerifyReport",
     "open_for_verify",
+    "sqlite_check",
     "startup_problems",
     "verify_sqlite",
 ]
@@ -136,6 +137,8 @@ class _Findings:
     unlisted: dict[str, int] = field(default_factory=dict)
 
     def add(self, check: str, message: str) -> None:
+        # One line per problem, whatever a driver's message looks like.
+        message = " ".join(message.split("\n"))
         if self.listed.get(check, 0) < MAX_DETAILS:
             self.listed[check] = self.listed.get(check, 0) + 1
             self.problems.append(Problem(check, message))
@@ -273,6 +276,8 @@ def _check_header(db: sqlite3.Connection, found: _Findings) -> None:
         )
         if not tables:
             raise _Stop
+        # Not ours, so its version number means nothing; the schema check tells the rest.
+        return
     if version > SCHEMA_VERSION:
         found.add(
             "header", f"schema version {version} is newer than {SCHEMA_VERSION}, which this reads"
@@ -286,13 +291,25 @@ def _check_header(db: sqlite3.Connection, found: _Findings) -> None:
         )
 
 
+def sqlite_check(db: sqlite3.Connection, *, full: bool, limit: int) -> list[str]:
+    """SQLite's ``quick_check`` (``integrity_check`` if ``full``): its complaints, one per line.
+
+    Empty when the file passes. SQLite stops after ``limit`` complaints.
+    """
+    pragma = "integrity_check" if full else "quick_check"
+    rows = [str(row[0]) for row in db.execute(f"PRAGMA {pragma}({limit})")]
+    if rows == ["ok"]:
+        return []
+    # Several complaints may come in one row, a line each, under a heading.
+    lines = (line.strip() for row in rows for line in row.splitlines())
+    return [line for line in lines if line and not line.startswith("*** in database")]
+
+
 def _check_sqlite(db: sqlite3.Connection, full: bool, found: _Findings) -> None:
     pragma = "integrity_check" if full else "quick_check"
-    # SQLite stops after this many errors; one more shows that it had more to say.
-    rows = [str(row[0]) for row in db.execute(f"PRAGMA {pragma}({MAX_DETAILS + 1})")]
-    if rows != ["ok"]:
-        for row in rows:
-            found.add("sqlite", f"{pragma}: {row}")
+    # One more than is listed shows whether SQLite had more to say.
+    for line in sqlite_check(db, full=full, limit=MAX_DETAILS + 1):
+        found.add("sqlite", f"{pragma}: {line}")
 
 
 # Rewind's invariants --------------------------------------------------------------------
@@ -301,14 +318,19 @@ _BAD_COLUMNS_SQL = """
     SELECT position, typeof(event_id), length(event_id), typeof(stream), typeof(version),
            version, typeof(recorded_at), typeof(event_type), typeof(metadata), typeof(data)
     FROM events
-    WHERE typeof(event_id) != 'blob' OR length(event_id) != 16 OR typeof(stream) != 'text'
-       OR typeof(version) != 'integer' OR version < 0 OR typeof(recorded_at) != 'integer'
-       OR typeof(event_type) != 'text' OR typeof(metadata) != 'blob' OR typeof(data) != 'blob'
+    WHERE position > ? AND (
+        typeof(event_id) != 'blob' OR length(event_id) != 16 OR typeof(stream) != 'text'
+        OR typeof(version) != 'integer' OR version < 0 OR typeof(recorded_at) != 'integer'
+        OR typeof(event_type) != 'text' OR typeof(metadata) != 'blob' OR typeof(data) != 'blob')
     ORDER BY position
+    LIMIT ?
 """
 
 
-def _check_columns(db: sqlite3.Connection, found: _Findings) -> None:
+def _check_columns(
+    db: sqlite3.Connection, found: _Findings, *, after: int = 0, limit: int = -1
+) -> None:
+    """Every value of the type its column should hold: for ``limit`` events after ``after``."""
     expected = (
         ("event_id", 1, "blob"),
         ("stream", 3, "text"),
@@ -318,7 +340,7 @@ def _check_columns(db: sqlite3.Connection, found: _Findings) -> None:
         ("metadata", 8, "blob"),
         ("data", 9, "blob"),
     )
-    for row in db.execute(_BAD_COLUMNS_SQL):
+    for row in db.execute(_BAD_COLUMNS_SQL, (after, limit)):
         position = row[0]
         wrong = [f"{name} is {row[index]}" for name, index, kind in expected if row[index] != kind]
         if row[1] == "blob" and row[2] != 16:
@@ -328,8 +350,9 @@ def _check_columns(db: sqlite3.Connection, found: _Findings) -> None:
         found.add("columns", f"event at position {position}: {'; '.join(wrong)}")
 
 
-def _span(low: int, high: int) -> str:
-    return f"{low}" if low == high else f"{low}-{high}"
+def _missing(noun: str, low: int, high: int) -> str:
+    """``position 5 is missing``, ``positions 5-7 are missing``."""
+    return f"{noun} {low} is missing" if low == high else f"{noun}s {low}-{high} are missing"
 
 
 def _check_positions(db: sqlite3.Connection, found: _Findings) -> tuple[int, int]:
@@ -343,7 +366,7 @@ def _check_positions(db: sqlite3.Connection, found: _Findings) -> tuple[int, int
     if first < 1:
         found.add("positions", f"the first position is {first}, expected 1")
     elif first > 1:
-        found.add("positions", f"position(s) {_span(1, first - 1)} are missing")
+        found.add("positions", _missing("position", 1, first - 1))
     if last - first + 1 != count:
         # Each gap starts after a stored position whose successor is not stored.
         gaps = db.execute(
@@ -359,7 +382,7 @@ def _check_positions(db: sqlite3.Connection, found: _Findings) -> tuple[int, int
             (last, MAX_DETAILS + 1),
         ).fetchall()
         for low, high in gaps[:MAX_DETAILS]:
-            found.add("positions", f"position(s) {_span(low, high)} are missing")
+            found.add("positions", _missing("position", low, high))
         if len(gaps) > MAX_DETAILS:
             missing = last - first + 1 - count
             found.add(
@@ -384,19 +407,21 @@ _REPEATED_VERSIONS_SQL = """
     SELECT stream, version, group_concat(position, ', ') FROM events
     GROUP BY stream, version HAVING count(*) > 1
 """
+# Versions of the wrong type (the columns check names them) are left out.
 _VERSION_GAPS_SQL = """
-    SELECT DISTINCT a.version + 1,
-           (SELECT min(version) FROM events WHERE stream = ?1 AND version > a.version) - 1
-    FROM events AS a
-    WHERE a.stream = ?1 AND a.version < (SELECT max(version) FROM events WHERE stream = ?1)
-      AND NOT EXISTS (SELECT 1 FROM events AS b WHERE b.stream = ?1 AND b.version = a.version + 1)
+    WITH v(version) AS (
+        SELECT version FROM events WHERE stream = ?1 AND typeof(version) = 'integer')
+    SELECT DISTINCT a.version + 1, (SELECT min(version) FROM v WHERE version > a.version) - 1
+    FROM v AS a
+    WHERE a.version < (SELECT max(version) FROM v)
+      AND NOT EXISTS (SELECT 1 FROM v AS b WHERE b.version = a.version + 1)
     ORDER BY 1
 """
 # Version order and position order must agree within a stream.
 _OUT_OF_ORDER_SQL = """
-    SELECT a.stream, a.version, a.position, b.position
+    SELECT a.stream, a.version, a.position, b.version, b.position
     FROM events AS a JOIN events AS b ON b.stream = a.stream AND b.version = a.version + 1
-    WHERE b.position < a.position
+    WHERE b.position < a.position AND typeof(a.version) = 'integer'
 """
 
 
@@ -425,16 +450,16 @@ def _check_streams(db: sqlite3.Connection, found: _Findings, shape: _Shape) -> i
             db.execute("SELECT min(version) FROM events WHERE stream = ?", (stream,)).fetchone()[0]
         )
         if first > 0:
-            found.add("streams", f"stream {stream!r}: version(s) {_span(0, first - 1)} are missing")
+            found.add("streams", f"stream {stream!r}: {_missing('version', 0, first - 1)}")
         for low, high in db.execute(_VERSION_GAPS_SQL, (stream,)):
-            found.add("streams", f"stream {stream!r}: version(s) {_span(low, high)} are missing")
+            found.add("streams", f"stream {stream!r}: {_missing('version', low, high)}")
     if miscounted > MAX_DETAILS:
         found.add("streams", f"{miscounted} streams in all have missing or repeated versions")
-    for stream, version, before, after in db.execute(_OUT_OF_ORDER_SQL):
+    for stream, version, position, next_version, next_position in db.execute(_OUT_OF_ORDER_SQL):
         found.add(
             "streams",
-            f"stream {stream!r}: version {version} is at position {before}, "
-            f"after version {version + 1} at position {after}",
+            f"stream {stream!r}: version {version} is at position {position}, "
+            f"after version {next_version} at position {next_position}",
         )
     return streams
 
@@ -528,6 +553,10 @@ class _Run:
             if name == "header":
                 raise _Stop from None
             return None
+        except (TypeError, ValueError):
+            # Values of the wrong type (which the columns check names) upset the arithmetic.
+            self.found.add(name, "could not be checked: values of the wrong type")
+            return None
 
     def all(self, db: sqlite3.Connection) -> None:
         found = self.found
@@ -605,6 +634,10 @@ def startup_problems(db: sqlite3.Connection, *, tail: int = STARTUP_TAIL) -> lis
             f"{count} events but positions run from {first} to {last}: some are missing",
         )
     after = max(0, last - tail)
+    _check_columns(db, found, after=after, limit=1)
+    if "columns" in found.listed:
+        # The checks below assume values of the right types.
+        return list(found.result())
     row = db.execute(_TAIL_ID_SQL, (after,)).fetchone()
     if row is not None:
         found.add("event-ids", f"the event at position {row[0]} is not found by its id")
