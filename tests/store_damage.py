@@ -121,3 +121,27 @@ def scribble_on_page(path: Path, page: int) -> None:
     with path.open("r+b") as handle:
         handle.seek((page - 1) * page_size + 8)
         handle.write(b"\xa5\x5a" * ((page_size - 16) // 2))
+
+
+def change_behind_index(path: Path, position: int) -> None:
+    """Change an event's commit time without updating the time index, as a torn write might.
+
+    The index is hidden from SQLite while the row changes, so only a check that
+    compares index and table (``integrity_check``) can tell.
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        index = db.execute("SELECT * FROM sqlite_schema WHERE name = 'events_by_time'").fetchone()
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("DELETE FROM sqlite_schema WHERE name = 'events_by_time'")
+    finally:
+        db.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute(
+            "UPDATE events SET recorded_at = recorded_at + 1 WHERE position = ?", (position,)
+        )
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("INSERT INTO sqlite_schema VALUES (?, ?, ?, ?, ?)", index)
+    finally:
+        db.close()

@@ -145,10 +145,9 @@ class _Findings:
         else:
             self.unlisted[check] = self.unlisted.get(check, 0) + 1
 
-    def more(self, check: str, count: int) -> None:
-        """Count ``count`` further problems of ``check`` that are not listed one by one."""
-        if count > 0:
-            self.unlisted[check] = self.unlisted.get(check, 0) + count
+    def total(self, check: str, message: str) -> None:
+        """A line summing up problems of ``check`` that were not all listed; never cut."""
+        self.problems.append(Problem(check, message))
 
     def result(self) -> tuple[Problem, ...]:
         problems = list(self.problems)
@@ -379,15 +378,15 @@ def _check_positions(db: sqlite3.Connection, found: _Findings) -> tuple[int, int
             ORDER BY a.position
             LIMIT ?
             """,
-            (last, MAX_DETAILS + 1),
+            (last, MAX_DETAILS),
         ).fetchall()
-        for low, high in gaps[:MAX_DETAILS]:
+        for low, high in gaps:
             found.add("positions", _missing("position", low, high))
-        if len(gaps) > MAX_DETAILS:
-            missing = last - first + 1 - count
-            found.add(
+        if last - first + 1 - count > sum(high - low + 1 for low, high in gaps):
+            found.total(
                 "positions",
-                f"{missing} position(s) missing in all: {count} events from {first} to {last}",
+                f"{last - max(first, 1) + 1 - count} positions are missing in all: "
+                f"{count} events from {first} to {last}",
             )
     return count, last
 
@@ -454,7 +453,7 @@ def _check_streams(db: sqlite3.Connection, found: _Findings, shape: _Shape) -> i
         for low, high in db.execute(_VERSION_GAPS_SQL, (stream,)):
             found.add("streams", f"stream {stream!r}: {_missing('version', low, high)}")
     if miscounted > MAX_DETAILS:
-        found.add("streams", f"{miscounted} streams in all have missing or repeated versions")
+        found.total("streams", f"{miscounted} streams in all have missing or repeated versions")
     for stream, version, position, next_version, next_position in db.execute(_OUT_OF_ORDER_SQL):
         found.add(
             "streams",
