@@ -100,6 +100,10 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1_000_000 else f"{count / 1e3:.0f} kB"
+
+
 def _usage(message: str) -> int:
     print(f"rewind: error: {message}", file=sys.stderr)
     return USAGE_EXIT
@@ -181,7 +185,7 @@ def run_backup(args: argparse.Namespace) -> int:
     else:
         print(
             f"backed up {result.source} to {result.dest}: {result.events} events, "
-            f"last position {result.last_position}; {result.bytes / 1e6:.1f} MB "
+            f"last position {result.last_position}; {_size(result.bytes)} "
             f"in {result.seconds:.2f} s; the copy passed verification"
         )
     return 0
