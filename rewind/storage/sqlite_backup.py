@@ -80,7 +80,7 @@ def backup_sqlite(
             )
         size = scratch.stat().st_size
         _fsync(scratch)
-        os.replace(scratch, dest)
+        _place(scratch, dest, force)
         _fsync(dest.parent)
     except OSError as exc:
         raise StorageError(f"backup to {dest} failed: {exc}") from exc
@@ -117,6 +117,23 @@ def _check_paths(source: Path, dest: Path, force: bool) -> None:
             raise StorageError(
                 f"{side} exists: is a server using {dest}? Stop it (and remove {side}) first"
             )
+
+
+def _place(scratch: Path, dest: Path, force: bool) -> None:
+    """Give the finished copy its name; without ``force``, never over a file that appeared."""
+    if force:
+        os.replace(scratch, dest)
+        return
+    try:
+        # Linking fails if the name is taken, in one step; the scratch name goes later.
+        os.link(scratch, dest)
+    except FileExistsError:
+        raise StorageError(f"{dest} exists; pass --force to replace it") from None
+    except OSError:
+        # A file system without hard links: check, then rename.
+        if dest.exists():
+            raise StorageError(f"{dest} exists; pass --force to replace it") from None
+        os.replace(scratch, dest)
 
 
 def _copy(source: Path, scratch: Path, pages_per_step: int, progress: Progress | None) -> None:

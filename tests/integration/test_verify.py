@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,7 +103,12 @@ def _repeat_a_version(path: Path) -> None:
     damage.set_column(path, damage.position_of(path, "order-2", 3), "version", 2)
 
 
-CORRUPTIONS = {
+def _replace_with_another_database(path: Path) -> None:
+    path.unlink()
+    damage.plain_sqlite_file(path)
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[Path], object], list[str]]] = {
     "position gap": (
         lambda path: damage.delete_position(path, damage.position_of(path, "order-1", 7)),
         ["problem: positions: position 20 is missing"],
@@ -130,7 +135,7 @@ CORRUPTIONS = {
         ],
     ),
     "not a Rewind store": (
-        lambda path: (path.unlink(), damage.plain_sqlite_file(path)),
+        _replace_with_another_database,
         [
             "problem: header: an SQLite database but not a Rewind store (application_id 0x0, "
             "expected 0x52574e44)",

@@ -73,3 +73,16 @@ def test_a_store_cannot_be_backed_up_onto_itself(tmp_path: Path) -> None:
     damage.build_store(source, 3)
     with pytest.raises(StorageError, match="is the store itself"):
         backup_sqlite(source, tmp_path / "." / "events.db", force=True)
+
+
+def test_a_dest_that_appears_during_the_copy_is_not_overwritten(tmp_path: Path) -> None:
+    source, dest = tmp_path / "events.db", tmp_path / "copy.db"
+    damage.build_store(source, 9)
+
+    def someone_else_writes_dest(copied: int, total: int) -> None:
+        dest.write_bytes(b"written meanwhile")
+
+    with pytest.raises(StorageError, match="exists; pass --force to replace it"):
+        backup_sqlite(source, dest, progress=someone_else_writes_dest)
+    assert dest.read_bytes() == b"written meanwhile"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy.db", "events.db"]
