@@ -73,6 +73,22 @@ def test_a_running_server_does_not_stop_verification(store: Path) -> None:
     assert "25 events in 4 streams" in lines[0]
 
 
+def test_a_store_left_by_a_killed_server_passes(tmp_path: Path) -> None:
+    """Committed events still in the WAL count; verifying needs no server start first."""
+    path = tmp_path / "events.db"
+    server = ServerProcess(f"sqlite:{path}").start()
+    try:
+        with Client(server.query_endpoint) as client:
+            for number in range(5):
+                client.append("killed", [f"event {number}".encode()])
+    finally:
+        server.kill()
+    assert Path(f"{path}-wal").stat().st_size > 0
+    code, lines, _ = _verify(str(path))
+    assert code == 0, lines
+    assert "5 events in 1 stream, last position 5" in lines[0]
+
+
 def test_json_output(store: Path) -> None:
     code, lines, _ = _verify(str(store), "--json")
     assert code == 0 and len(lines) == 1
