@@ -260,6 +260,20 @@ def test_the_server_refuses_a_damaged_store_in_one_line(
         assert line.endswith(f"`rewind verify --storage sqlite:{store}` checks it in full")
 
 
+def test_a_damaged_page_is_refused_in_one_line_and_named_by_verify(
+    tmp_path: Path, serve_args: list[str]
+) -> None:
+    path = tmp_path / "events.db"
+    damage.build_store(path, 400)
+    damage.scribble_on_page(path, 8)
+    result = run_rewind("serve", "--storage", f"sqlite:{path}", *serve_args, timeout=20)
+    assert result.returncode == 1
+    assert_one_line_failure(result, f"{path} fails SQLite's quick check: On tree page 8 ")
+    code, lines, _ = _verify(str(path))
+    assert code == 1
+    assert lines[0].startswith("problem: sqlite: quick_check: On tree page 8 ")
+
+
 def test_the_server_still_starts_on_a_sound_store(store: Path) -> None:
     with ServerProcess(f"sqlite:{store}") as server, Client(server.query_endpoint) as client:
         assert client.server_info() is not None
