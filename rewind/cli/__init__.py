@@ -1,6 +1,6 @@
 """The ``rewind`` command: ``serve``; ``publish``, ``query`` and ``tail`` (seed protocol);
 ``append``, ``read``, ``read-all``, ``streams``, ``info`` and ``tail --stream`` (Rewind v2);
-``keygen`` (CURVE keys)."""
+``verify`` and ``backup`` (store files); ``keygen`` (CURVE keys)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from rewind import __version__
+from rewind.cli.admin import add_admin_tools
 from rewind.cli.common import Parser
 from rewind.cli.keygen import add_keygen
 from rewind.cli.output import escape as _escape  # noqa: F401 - the unit tests' name
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(commands)
     add_seed_tools(commands)
     add_v2_tools(commands)
+    add_admin_tools(commands)
     add_keygen(commands)
     return parser
 

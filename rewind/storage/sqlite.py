@@ -26,6 +26,7 @@ from rewind.model import AppendRequest, RecordedEvent, StreamInfo
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
 from rewind.storage.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, migrate
+from rewind.storage.verify import sqlite_check, startup_problems
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -219,12 +220,34 @@ class SQLiteStore(EventStore):
             raise StoreUnavailableError(f"{self.path}: cannot switch to WAL mode ({journal_mode})")
         db.execute("PRAGMA synchronous=FULL")
         if integrity_check:
-            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
+            problems = sqlite_check(db, full=False, limit=3)
+            if problems:
                 raise StoreUnavailableError(
                     f"{self.path} fails SQLite's quick check: {'; '.join(problems[:3])}"
                 )
         migrate(db, self.path)
+        if integrity_check:
+            self._check_invariants()
+
+    def _check_invariants(self) -> None:
+        """Refuse a store that breaks Rewind's invariants, judged by the cheap start-up check.
+
+        Index lookups and the most recent events only, so opening stays fast
+        on a big store; ``rewind verify`` reads everything.
+        """
+        db = self._write_db
+        # One snapshot, in case another process writes to the file meanwhile.
+        db.execute("BEGIN")
+        try:
+            problems = startup_problems(db)
+        finally:
+            db.execute("ROLLBACK")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise StoreUnavailableError(
+                f"{self.path} fails Rewind's start-up check: {problems[0]}{more}; "
+                f"`rewind verify --storage sqlite:{self.path}` checks it in full"
+            )
 
     # Appending -------------------------------------------------------------------
 
