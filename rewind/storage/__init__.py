@@ -88,7 +88,9 @@ def _parse_postgres_url(url: str, rest: str) -> StorageURL:
     problem = schema_problem(schema)
     if problem is not None:
         raise ConfigError(f"storage URL {shown!r}: schema {schema!r} {problem}")
-    others = urllib.parse.urlencode([(key, value) for key, value in pairs if key != "schema"])
+    others = urllib.parse.urlencode(
+        [(key, value) for key, value in pairs if key != "schema"], quote_via=urllib.parse.quote
+    )
     conninfo = f"postgresql:{base}" + (f"?{others}" if others else "")
     return StorageURL("postgresql", conninfo=conninfo, schema=schema)
 

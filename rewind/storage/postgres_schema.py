@@ -116,10 +116,16 @@ def migrate(db: psycopg.Connection[TupleRow], schema: str) -> None:
 
 def _version(db: psycopg.Connection[TupleRow], schema: str) -> int | None:
     """The schema's version, or ``None`` when it has no ``schema_version`` table."""
-    table = f"{quote_identifier(schema)}.schema_version"
-    row = db.execute("SELECT to_regclass(%s)", (table,)).fetchone()
-    if row is None or row[0] is None:
+    # A catalog query, not to_regclass: that consults a per-session cache,
+    # which waiting for an advisory lock does not refresh, so it could miss
+    # the table another server created meanwhile.
+    exists = db.execute(
+        "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'schema_version'",
+        (schema,),
+    ).fetchone()
+    if exists is None:
         return None
+    table = f"{quote_identifier(schema)}.schema_version"
     row = db.execute(f"SELECT max(version) FROM {table}").fetchone()
     if row is None or row[0] is None:
         raise StoreUnavailableError(f"schema {schema!r}: {table} is empty; not a usable store")
