@@ -59,6 +59,13 @@ def admin() -> psycopg.Connection[Any]:
     return psycopg.connect(base_url(), autocommit=True)
 
 
+def sql(statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on a new connection; its rows, if it returns any."""
+    with admin() as db:
+        cursor = db.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
 def unique_schema(label: str = "t") -> str:
     """A schema name no other test or run uses."""
     return f"rewind_test_{label}_{os.getpid()}_{secrets.token_hex(4)}"

@@ -39,8 +39,9 @@ class StorageURL:
     def __str__(self) -> str:
         if self.conninfo is not None:
             # Logged in the ready line, so a password never appears in it.
-            shown = _without_password(self.conninfo)
-            return shown if self.schema is None else f"{shown} (schema {self.schema})"
+            separator = "&" if "?" in self.conninfo else "?"
+            schema = urllib.parse.quote(self.schema or "", safe="")
+            return _without_password(f"{self.conninfo}{separator}schema={schema}")
         return f"{self.kind}:{self.path}" if self.path is not None else f"{self.kind}:"
 
 

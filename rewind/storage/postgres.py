@@ -28,11 +28,18 @@ Either is opened again by the next call after it is lost, so a PostgreSQL
 restart costs the calls made while it is down (they raise
 :class:`~rewind.errors.StoreUnavailableError`) and nothing more. A read, or an
 append whose connection turns out to have been lost before its transaction
-could commit, is tried once more on a fresh connection. If the connection
-breaks while COMMIT is under way, whether the append was stored is unknown:
-the append fails with :class:`~rewind.errors.StorageError` saying so, and a
-client that retries it with the same event ids gets the original positions
-back if it was stored, or stores it now if it was not.
+could commit, is tried once more on a fresh connection.
+
+**A COMMIT without a reply.** If the connection breaks while COMMIT is under
+way, the transaction may or may not have committed. The store asks on a new
+connection, under the append lock (so the lost transaction has ended either
+way), whether the first event it inserted is stored: if so the append
+succeeded, if not it failed and stored nothing. Only when PostgreSQL cannot
+be reached for that question does the outcome stay unknown: the append fails
+with :class:`~rewind.errors.StorageError` saying so, and a client that sends
+it again with the same event ids gets the original positions back if it was
+stored, or stores it now if it was not. (Seed-protocol ``PUBLISH`` carries no
+ids, so a resend of such an append may store it twice.)
 """
 
 from __future__ import annotations
@@ -296,12 +303,18 @@ class PostgresStore(EventStore):
             self._writer.drop()
             if fresh:
                 raise
+        except _CommitUnknown as unknown:
+            self._writer.drop()
+            return self._settle(unknown)
         db, _ = self._writer.get()
         try:
             return self._append_once(db, requests)
         except _Lost:
             self._writer.drop()
             raise
+        except _CommitUnknown as unknown:
+            self._writer.drop()
+            return self._settle(unknown)
 
     def _append_once(self, db: Connection, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """One append transaction on ``db``."""
@@ -322,13 +335,49 @@ class PostgresStore(EventStore):
                 cursor.execute("COMMIT")
         except psycopg.Error as exc:
             lost = _connection_lost(exc, db)
+            if lost and committing:
+                raise _CommitUnknown(exc, results, new_events[0] if new_events else None) from exc
             if not lost:
                 _roll_back(db)
-            raise _append_failure(exc, lost=lost, committing=committing) from exc
+            raise _append_failure(exc, lost=lost) from exc
         except BaseException:
             _roll_back(db)
             raise
         return results
+
+    def _settle(self, unknown: _CommitUnknown) -> list[AppendResult]:
+        """Whether a COMMIT whose reply was lost took place, asked on a new connection.
+
+        Stored: the append succeeded. Not stored: it failed, and nothing was.
+        PostgreSQL out of reach: the outcome stays unknown, and the error says so.
+        """
+        if unknown.probe is None:
+            return unknown.results  # it stored nothing new, so either way it is done
+        try:
+            db, _ = self._writer.get()
+            with db.cursor() as cursor:
+                cursor.execute("BEGIN")
+                # Once the lock is ours, the lost transaction has ended, one way or the other.
+                cursor.execute(self._sql.lock, self._lock_key)
+                rows = cursor.execute(
+                    self._sql.stored_events, ([unknown.probe.event_id],), binary=True
+                ).fetchall()
+                cursor.execute("COMMIT")
+        except (StorageError, psycopg.Error) as exc:
+            self._writer.drop()
+            raise StorageError(
+                f"the connection to PostgreSQL was lost during COMMIT ({unknown.message}) "
+                f"and it cannot be asked again ({_one_line(exc)}): whether this append was "
+                "stored is unknown; sending it again with the same event ids is safe"
+            ) from None
+        # Compared whole: the same id stored by someone else since would differ.
+        if [_to_event(row) for row in rows] == [unknown.probe]:
+            log.warning("the connection to PostgreSQL was lost during a COMMIT that succeeded")
+            return unknown.results
+        raise StoreUnavailableError(
+            f"the connection to PostgreSQL was lost during COMMIT ({unknown.message}), and "
+            "the transaction did not commit; nothing was stored"
+        )
 
     def _decide(
         self, cursor: psycopg.Cursor[TupleRow], requests: Sequence[AppendRequest]
@@ -478,14 +527,25 @@ class _Lost(StoreUnavailableError):
     """The connection was lost before the transaction could commit: nothing is stored."""
 
 
-def _append_failure(error: psycopg.Error, *, lost: bool, committing: bool) -> StorageError:
-    """The storage error a failed append transaction stands for."""
+class _CommitUnknown(Exception):
+    """The connection was lost while COMMIT was under way: it may or may not have happened.
+
+    ``probe`` is the first event the transaction inserted (``None`` if it
+    inserted none); finding it stored, exactly so, means the commit happened.
+    """
+
+    def __init__(
+        self, error: psycopg.Error, results: list[AppendResult], probe: RecordedEvent | None
+    ) -> None:
+        super().__init__(_one_line(error))
+        self.message = _one_line(error)
+        self.results = results
+        self.probe = probe
+
+
+def _append_failure(error: psycopg.Error, *, lost: bool) -> StorageError:
+    """The storage error a failed append transaction (that did not commit) stands for."""
     message = _one_line(error)
-    if lost and committing:
-        return StorageError(
-            f"the connection to PostgreSQL was lost during COMMIT ({message}): whether this "
-            "append was stored is unknown; sending it again with the same event ids is safe"
-        )
     if lost:
         return _Lost(f"PostgreSQL unreachable: {message}; nothing was stored")
     if error.sqlstate == _DISK_FULL:

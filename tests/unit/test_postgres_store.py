@@ -13,8 +13,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
+import psycopg
 import pytest
 
 from rewind.errors import (
@@ -26,9 +26,10 @@ from rewind.errors import (
 from rewind.model import AppendRequest, NewEvent, RecordedEvent
 from rewind.storage import open_store
 from rewind.storage.base import AppendResult, EventStore
+from rewind.storage.postgres import PostgresStore, _CommitUnknown
 from rewind.storage.postgres_schema import SCHEMA_VERSION
 from tests import postgres_support
-from tests.postgres_support import admin, store_url
+from tests.postgres_support import sql, store_url
 
 
 @pytest.fixture
@@ -59,12 +60,6 @@ def one(stream: str, *payloads: bytes, ids: bool = False) -> AppendRequest:
 def accepted(result: AppendResult) -> tuple[RecordedEvent, ...]:
     assert not isinstance(result, AppendRejectedError), result
     return result
-
-
-def sql(statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with admin() as db:
-        cursor = db.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def terminate_sessions(application_name: str) -> int:
@@ -267,26 +262,8 @@ def test_calls_fail_while_postgresql_is_out_of_reach_and_succeed_after(
         assert [e.data for e in store.read_all(limit=10)] == [b"before", b"after"]
 
 
-def _wait_for_commit(application_name: str, timeout: float = 10) -> int:
-    """The pid of the session that is running COMMIT."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = sql(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-            "AND state = 'active' AND query = 'COMMIT'",
-            (application_name,),
-        )
-        if rows:
-            return int(rows[0][0])
-        time.sleep(0.01)
-    raise AssertionError("no session started COMMIT")
-
-
-def test_a_connection_lost_during_commit_leaves_the_outcome_unknown(
-    store: EventStore, schema: str
-) -> None:
-    """A deferred trigger keeps COMMIT busy while the session is killed: the append
-    fails saying the outcome is unknown, and sending it again with the same ids is safe."""
+def _slow_commits(schema: str) -> None:
+    """Make every COMMIT that inserted events take ten seconds (a deferred trigger)."""
     sql(
         f'CREATE FUNCTION "{schema}".slow() RETURNS trigger LANGUAGE plpgsql AS '
         "$$ BEGIN PERFORM pg_sleep(10); RETURN NULL; END $$"
@@ -295,21 +272,83 @@ def test_a_connection_lost_during_commit_leaves_the_outcome_unknown(
         f'CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON "{schema}".events '
         f'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "{schema}".slow()'
     )
-    request = one("s", b"x", b"y", ids=True)
-    killer = threading.Thread(
-        target=lambda: sql("SELECT pg_terminate_backend(%s)", (_wait_for_commit(schema),))
-    )
+
+
+def _kill_during_commit(application_name: str, then: str | None = None) -> threading.Thread:
+    """In the background: wait for a session to run COMMIT, run ``then``, kill the session."""
+
+    def kill() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = sql(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                "AND state = 'active' AND query = 'COMMIT'",
+                (application_name,),
+            )
+            if rows:
+                if then is not None:
+                    sql(then)
+                sql("SELECT pg_terminate_backend(%s)", (rows[0][0],))
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill)
     killer.start()
-    with pytest.raises(StorageError, match="during COMMIT") as raised:
+    return killer
+
+
+def test_a_commit_cut_off_is_checked_and_reported_as_not_stored(
+    store: EventStore, schema: str
+) -> None:
+    """The session dies while its COMMIT is running a deferred trigger, so the transaction
+    is rolled back; the store finds out on a new connection that nothing was stored."""
+    _slow_commits(schema)
+    request = one("s", b"x", b"y", ids=True)
+    killer = _kill_during_commit(schema)
+    with pytest.raises(StoreUnavailableError, match="did not commit; nothing was stored"):
         store.append([request])
     killer.join(10)
-    assert not isinstance(raised.value, StoreUnavailableError)  # not "nothing was stored"
-    assert "same event ids is safe" in str(raised.value)
     sql(f'DROP TRIGGER slow ON "{schema}".events')
+    assert store.read_all(limit=10) == []
     [stored] = store.append([request])
-    [again] = store.append([request])
-    assert accepted(stored) == accepted(again)
-    assert [e.data for e in store.read_all(limit=10)] == [b"x", b"y"]
+    assert [e.position for e in accepted(stored)] == [1, 2]
+
+
+def test_a_commit_cut_off_while_postgresql_is_out_of_reach_has_an_unknown_outcome(
+    schema: str, role: str
+) -> None:
+    """When the question whether the commit happened cannot be asked, the error says the
+    outcome is unknown, and sending the append again with the same ids is safe."""
+    with open_store(store_url(schema, user=role, application_name=schema)) as store:
+        accepted(store.append([one("s", b"first")])[0])
+        _slow_commits(schema)
+        request = one("s", b"x", b"y", ids=True)
+        killer = _kill_during_commit(schema, then=f'ALTER ROLE "{role}" NOLOGIN')
+        with pytest.raises(StorageError, match="during COMMIT") as raised:
+            store.append([request])
+        killer.join(10)
+        assert not isinstance(raised.value, StoreUnavailableError)  # not "nothing was stored"
+        assert "whether this append was stored is unknown" in str(raised.value)
+        assert "same event ids is safe" in str(raised.value)
+        sql(f'ALTER ROLE "{role}" LOGIN')
+        sql(f'DROP TRIGGER slow ON "{schema}".events')
+        [stored] = store.append([request])
+        [again] = store.append([request])
+        assert accepted(stored) == accepted(again)
+        assert [e.data for e in store.read_all(limit=10)] == [b"first", b"x", b"y"]
+
+
+def test_settling_a_lost_commit_tells_stored_from_not_stored(store: EventStore) -> None:
+    """Whether a COMMIT without a reply happened is read back from the store, the first
+    inserted event compared whole (the same id stored otherwise since is not this commit)."""
+    assert isinstance(store, PostgresStore)
+    results = store.append([one("s", b"x", ids=True)])
+    [[event]] = results
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    assert store._settle(_CommitUnknown(lost, results, event)) == results
+    elsewhere = event._replace(position=event.position + 1)
+    with pytest.raises(StoreUnavailableError, match="did not commit; nothing was stored"):
+        store._settle(_CommitUnknown(lost, results, elsewhere))
 
 
 def _failing_inserts(schema: str, errcode: str) -> None:
