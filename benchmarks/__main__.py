@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.postgres import postgres_rows
 from benchmarks.report import Row, render_table, write_json
 from benchmarks.settings import FULL, QUICK
 from benchmarks.store import DATA_DIR
@@ -28,6 +29,7 @@ ROW_NAMES = {
     "batch": "row 7: v2 APPENDs of 100 events each, durably",
     "readall": "rows 8a/8b: streamed v2 READ_ALL from the start and the middle of a big store",
     "latency": "rows 9a/9b: append-to-subscriber latency on the v2 feed",
+    "postgres": "rows 10a-10c: appends and a read through one server on postgresql:",
 }
 
 
@@ -88,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wanted & {"read", "startup"}:
             rows += big_store(run, wanted)
         rows += v2_rows(run, wanted)
+        if "postgres" in wanted:
+            rows += postgres_rows(run)
     elapsed = time.perf_counter() - started
 
     cpus = os.cpu_count() or 0

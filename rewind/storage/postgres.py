@@ -65,6 +65,7 @@ from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
 from rewind.storage.postgres_schema import (
     DEFAULT_SCHEMA,
+    EVENT_ID_CONSTRAINT,
     SCHEMA_VERSION,
     lock_key,
     migrate,
@@ -109,7 +110,11 @@ class _Statements:
             f"SELECT name, (SELECT max(version) FROM {events} WHERE stream = name) "
             "FROM unnest(%s::text[]) AS names(name)"
         )
-        self.stored_events = f"SELECT {_COLUMNS} FROM {events} WHERE event_id = ANY(%s::uuid[])"
+        # One index probe per id: "event_id = ANY(…)" may be planned as a scan.
+        self.stored_events = (
+            f"SELECT {_COLUMNS} FROM unnest(%b::uuid[]) AS ids(id) "
+            f"CROSS JOIN LATERAL (SELECT * FROM {events} WHERE event_id = ids.id) AS found"
+        )
         self.copy = f"COPY {events} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
         # Reads; each is one statement, so it sees one committed state.
         self.position_of = f"SELECT position FROM {events} WHERE event_id = %s"
@@ -317,6 +322,18 @@ class PostgresStore(EventStore):
             return self._settle(unknown)
 
     def _append_once(self, db: Connection, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """One append on ``db``: one transaction, or two when a client-chosen id is known."""
+        try:
+            return self._transaction(db, requests, look_up_ids=False)
+        except _KnownId:
+            # An id of the group is stored already: a re-send or a conflict,
+            # which only looking the ids up tells apart. That is rare (a
+            # client retrying), so only then are they looked up.
+            return self._transaction(db, requests, look_up_ids=True)
+
+    def _transaction(
+        self, db: Connection, requests: Sequence[AppendRequest], *, look_up_ids: bool
+    ) -> list[AppendResult]:
         """One append transaction on ``db``."""
         committing = False
         try:
@@ -325,7 +342,7 @@ class PostgresStore(EventStore):
                 # Its own statement, before any read: a statement's snapshot is
                 # taken when it starts, and the reads must see the last holder's commit.
                 cursor.execute(self._sql.lock, self._lock_key)
-                results, new_events = self._decide(cursor, requests)
+                results, new_events = self._decide(cursor, requests, look_up_ids=look_up_ids)
                 if new_events:
                     with cursor.copy(self._sql.copy) as copy:
                         copy.set_types(_COPY_TYPES)
@@ -339,6 +356,8 @@ class PostgresStore(EventStore):
                 raise _CommitUnknown(exc, results, new_events[0] if new_events else None) from exc
             if not lost:
                 _roll_back(db)
+            if not look_up_ids and _is_known_id(exc):
+                raise _KnownId from exc
             raise _append_failure(exc, lost=lost) from exc
         except BaseException:
             _roll_back(db)
@@ -380,9 +399,19 @@ class PostgresStore(EventStore):
         )
 
     def _decide(
-        self, cursor: psycopg.Cursor[TupleRow], requests: Sequence[AppendRequest]
+        self,
+        cursor: psycopg.Cursor[TupleRow],
+        requests: Sequence[AppendRequest],
+        *,
+        look_up_ids: bool,
     ) -> tuple[list[AppendResult], list[RecordedEvent]]:
-        """Decide every request under the lock: results, and the events to insert."""
+        """Decide every request under the lock: results, and the events to insert.
+
+        Without ``look_up_ids`` client-chosen ids are taken to be new, and
+        looked up only when a request carrying them is refused. An id taken
+        for new that is not makes the insert fail on the unique index, and
+        the caller starts over with ``look_up_ids``.
+        """
         now = time.time_ns() // 1000
         last = cursor.execute(self._sql.last_commit).fetchone()
         last_position, last_recorded_at = (0, 0) if last is None else last
@@ -393,24 +422,37 @@ class PostgresStore(EventStore):
             name: -1 if head is None else head
             for name, head in cursor.execute(self._sql.stream_heads, (streams,)).fetchall()
         }
-        ids = list({e.event_id for r in usable for e in r.events if e.event_id is not None})
         stored: dict[uuid.UUID, RecordedEvent] = {}
-        if ids:
-            for row in cursor.execute(self._sql.stored_events, (ids,), binary=True):
-                event = _to_event(row)
-                stored[event.event_id] = event
-        group = GroupCommit(
-            last_position=last_position,
-            # Never earlier than the last commit, so time order is position order
-            # even when servers' clocks disagree.
-            recorded_at_us=max(now, last_recorded_at),
-            stream_head=heads.__getitem__,
-            stored_event=stored.get,
-        )
-        results: list[AppendResult] = []
-        for request, problem in zip(requests, problems, strict=True):
-            results.append(group.add(request) if problem is None else problem)
-        return results, group.new_events
+
+        def decide() -> tuple[list[AppendResult], list[RecordedEvent]]:
+            group = GroupCommit(
+                last_position=last_position,
+                # Never earlier than the last commit, so time order is position
+                # order even when servers' clocks disagree.
+                recorded_at_us=max(now, last_recorded_at),
+                stream_head=heads.__getitem__,
+                stored_event=stored.get,
+            )
+            results = [
+                group.add(request) if problem is None else problem
+                for request, problem in zip(requests, problems, strict=True)
+            ]
+            return results, group.new_events
+
+        if not look_up_ids:
+            results, new_events = decide()
+            # A refused request with ids may be a re-send, which is accepted
+            # whatever it expects: only the stored ids can tell.
+            if not any(
+                isinstance(result, AppendRejectedError) and problem is None and _has_ids(request)
+                for request, problem, result in zip(requests, problems, results, strict=True)
+            ):
+                return results, new_events
+        ids = list({e.event_id for r in usable for e in r.events if e.event_id is not None})
+        for row in cursor.execute(self._sql.stored_events, (ids,), binary=True):
+            event = _to_event(row)
+            stored[event.event_id] = event
+        return decide()
 
     # Reading ---------------------------------------------------------------------
 
@@ -527,6 +569,17 @@ class _Lost(StoreUnavailableError):
     """The connection was lost before the transaction could commit: nothing is stored."""
 
 
+class _KnownId(Exception):
+    """The group inserted an event id that is stored already; nothing was stored."""
+
+
+def _is_known_id(error: psycopg.Error) -> bool:
+    return (
+        isinstance(error, psycopg.errors.UniqueViolation)
+        and error.diag.constraint_name == EVENT_ID_CONSTRAINT
+    )
+
+
 class _CommitUnknown(Exception):
     """The connection was lost while COMMIT was under way: it may or may not have happened.
 
@@ -571,6 +624,10 @@ def _name_problem(request: AppendRequest) -> AppendRejectedError | None:
         if "\x00" in event.event_type:
             return AppendRejectedError(f"event type {event.event_type!r} contains NUL")
     return None
+
+
+def _has_ids(request: AppendRequest) -> bool:
+    return any(event.event_id is not None for event in request.events)
 
 
 def _show(db: Connection, setting: str) -> str:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SCHEMA = "rewind"
 
+EVENT_ID_CONSTRAINT = "events_event_id_key"
+"""The unique index on event ids; an append that breaks it re-sends or reuses an id."""
+
 LOCK_CLASS = 0x52574E44  # "RWND": the first key of every advisory lock Rewind takes.
 
 _MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -59,7 +62,7 @@ _VERSION_1 = [
     """
     CREATE TABLE {s}.events (
         position     bigint PRIMARY KEY CHECK (position > 0),
-        event_id     uuid   NOT NULL UNIQUE,
+        event_id     uuid   NOT NULL CONSTRAINT events_event_id_key UNIQUE,
         stream       text   COLLATE "C" NOT NULL,
         version      bigint NOT NULL CHECK (version >= 0),
         recorded_at  bigint NOT NULL,
