@@ -48,11 +48,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import TupleRow
+from psycopg.rows import RowFactory, TupleRow, args_row, tuple_row
 
 from rewind.errors import (
     AppendRejectedError,
@@ -77,6 +77,11 @@ __all__ = ["DURABLE_COMMIT_SETTINGS", "SCHEMA_VERSION", "PostgresStore"]
 log = logging.getLogger("rewind.storage")
 
 Connection = psycopg.Connection[TupleRow]
+RowT = TypeVar("RowT")
+
+_TUPLES: RowFactory[TupleRow] = tuple_row
+_EVENTS: RowFactory[RecordedEvent] = args_row(RecordedEvent)
+"""Rows of the events table's columns, in order, as events, built straight from the values."""
 
 DURABLE_COMMIT_SETTINGS = frozenset({"on", "remote_write", "remote_apply", "local"})
 """Values of ``synchronous_commit`` under which a commit has reached the disk when it returns."""
@@ -337,12 +342,31 @@ class PostgresStore(EventStore):
         """One append transaction on ``db``."""
         committing = False
         try:
-            with db.cursor() as cursor:
-                cursor.execute("BEGIN")
-                # Its own statement, before any read: a statement's snapshot is
-                # taken when it starts, and the reads must see the last holder's commit.
-                cursor.execute(self._sql.lock, self._lock_key)
-                results, new_events = self._decide(cursor, requests, look_up_ids=look_up_ids)
+            with db.cursor() as cursor, db.cursor() as heads_cursor:
+                problems = [_name_problem(request) for request in requests]
+                streams = list(
+                    {r.stream for r, problem in zip(requests, problems, strict=True) if not problem}
+                )
+                # One round trip. The lock comes first, in a statement of its
+                # own: each statement's snapshot is taken when it starts, and
+                # the reads after it must see the last holder's commit.
+                with db.pipeline():
+                    cursor.execute("BEGIN")
+                    cursor.execute(self._sql.lock, self._lock_key)
+                    cursor.execute(self._sql.last_commit)
+                    heads_cursor.execute(self._sql.stream_heads, (streams,))
+                last = cursor.fetchone()
+                heads = {
+                    name: -1 if head is None else head for name, head in heads_cursor.fetchall()
+                }
+                results, new_events = self._decide(
+                    cursor,
+                    requests,
+                    problems,
+                    (0, 0) if last is None else last,
+                    heads,
+                    look_up_ids=look_up_ids,
+                )
                 if new_events:
                     with cursor.copy(self._sql.copy) as copy:
                         copy.set_types(_COPY_TYPES)
@@ -402,10 +426,16 @@ class PostgresStore(EventStore):
         self,
         cursor: psycopg.Cursor[TupleRow],
         requests: Sequence[AppendRequest],
+        problems: Sequence[AppendRejectedError | None],
+        last: tuple[int, int],
+        heads: dict[str, int],
         *,
         look_up_ids: bool,
     ) -> tuple[list[AppendResult], list[RecordedEvent]]:
         """Decide every request under the lock: results, and the events to insert.
+
+        ``last`` is the head position and its commit time, ``heads`` the last
+        version of every stream the requests name (-1: none), as stored.
 
         Without ``look_up_ids`` client-chosen ids are taken to be new, and
         looked up only when a request carrying them is refused. An id taken
@@ -413,15 +443,8 @@ class PostgresStore(EventStore):
         the caller starts over with ``look_up_ids``.
         """
         now = time.time_ns() // 1000
-        last = cursor.execute(self._sql.last_commit).fetchone()
-        last_position, last_recorded_at = (0, 0) if last is None else last
-        problems = [_name_problem(request) for request in requests]
+        last_position, last_recorded_at = last
         usable = [r for r, problem in zip(requests, problems, strict=True) if problem is None]
-        streams = list({request.stream for request in usable})
-        heads = {
-            name: -1 if head is None else head
-            for name, head in cursor.execute(self._sql.stream_heads, (streams,)).fetchall()
-        }
         stored: dict[uuid.UUID, RecordedEvent] = {}
 
         def decide() -> tuple[list[AppendResult], list[RecordedEvent]]:
@@ -479,7 +502,7 @@ class PostgresStore(EventStore):
         if types is not None:
             params.append(types)
         params.append(_clamp(limit))
-        return [_to_event(row) for row in self._read(sql, params)]
+        return self._read(sql, params, _EVENTS)
 
     def read_stream(
         self,
@@ -494,29 +517,27 @@ class PostgresStore(EventStore):
             return []
         if backwards:
             top = _MAX_BIGINT if from_version is None else _clamp(from_version)
-            rows = self._read(self._sql.stream_backwards, (stream, top, _clamp(limit)))
-        else:
-            bottom = _clamp(from_version or 0)
-            rows = self._read(self._sql.stream_forwards, (stream, bottom, _clamp(limit)))
-        return [_to_event(row) for row in rows]
+            return self._read(self._sql.stream_backwards, (stream, top, _clamp(limit)), _EVENTS)
+        bottom = _clamp(from_version or 0)
+        return self._read(self._sql.stream_forwards, (stream, bottom, _clamp(limit)), _EVENTS)
 
     def position_of(self, event_id: uuid.UUID) -> int | None:
-        rows = self._read(self._sql.position_of, (event_id,))
+        rows = self._read(self._sql.position_of, (event_id,), _TUPLES)
         return int(rows[0][0]) if rows else None
 
     def position_at(self, timestamp_us: int) -> int | None:
-        rows = self._read(self._sql.position_at, (_clamp(timestamp_us),))
+        rows = self._read(self._sql.position_at, (_clamp(timestamp_us),), _TUPLES)
         return int(rows[0][0]) if rows else None
 
     def last_event(self) -> RecordedEvent | None:
-        rows = self._read(self._sql.last_event, ())
-        return _to_event(rows[0]) if rows else None
+        events = self._read(self._sql.last_event, (), _EVENTS)
+        return events[0] if events else None
 
     def stream_info(self, stream: str) -> StreamInfo | None:
         if "\x00" in stream:
             self._check_open()
             return None
-        rows = self._read(self._sql.stream_info, (stream,))
+        rows = self._read(self._sql.stream_info, (stream,), _TUPLES)
         return StreamInfo(*rows[0]) if rows else None
 
     def list_streams(self, *, after: str | None = None, limit: int) -> list[StreamInfo]:
@@ -524,20 +545,20 @@ class PostgresStore(EventStore):
         if limit <= 0:
             return []
         if after is None:
-            rows = self._read(self._sql.list_streams_from_start, (_clamp(limit),))
+            rows = self._read(self._sql.list_streams_from_start, (_clamp(limit),), _TUPLES)
         else:
             # No name holds NUL, and NUL sorts below every other character, so
             # the names above ``after`` are those above its part before a NUL.
             bound = after.partition("\x00")[0]
-            rows = self._read(self._sql.list_streams, (bound, _clamp(limit)))
+            rows = self._read(self._sql.list_streams, (bound, _clamp(limit)), _TUPLES)
         return [StreamInfo(*row) for row in rows]
 
-    def _read(self, sql: str, params: Sequence[Any]) -> list[TupleRow]:
+    def _read(self, sql: str, params: Sequence[Any], rows: RowFactory[RowT]) -> list[RowT]:
         """Run one read statement, on a fresh connection if the last one was lost."""
         self._check_open()
         db, fresh = self._reader.get()
         try:
-            return db.execute(sql, params, binary=True).fetchall()
+            return _fetch(db, sql, params, rows)
         except psycopg.Error as exc:
             if not _connection_lost(exc, db):
                 raise StorageError(f"read failed: {_one_line(exc)}") from exc
@@ -547,7 +568,7 @@ class PostgresStore(EventStore):
         # A read changes nothing, so trying it again on a new connection is safe.
         db, _ = self._reader.get()
         try:
-            return db.execute(sql, params, binary=True).fetchall()
+            return _fetch(db, sql, params, rows)
         except psycopg.Error as exc:
             if _connection_lost(exc, db):
                 self._reader.drop()
@@ -628,6 +649,11 @@ def _name_problem(request: AppendRequest) -> AppendRejectedError | None:
 
 def _has_ids(request: AppendRequest) -> bool:
     return any(event.event_id is not None for event in request.events)
+
+
+def _fetch(db: Connection, sql: str, params: Sequence[Any], rows: RowFactory[RowT]) -> list[RowT]:
+    with db.cursor(row_factory=rows) as cursor:
+        return cursor.execute(sql, params, binary=True).fetchall()
 
 
 def _show(db: Connection, setting: str) -> str:
