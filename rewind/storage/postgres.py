@@ -345,7 +345,7 @@ class PostgresStore(EventStore):
             with db.cursor() as cursor, db.cursor() as heads_cursor:
                 problems = [_name_problem(request) for request in requests]
                 streams = list(
-                    {r.stream for r, problem in zip(requests, problems, strict=True) if not problem}
+                    {r.stream for r, p in zip(requests, problems, strict=True) if p is None}
                 )
                 # One round trip. The lock comes first, in a statement of its
                 # own: each statement's snapshot is taken when it starts, and

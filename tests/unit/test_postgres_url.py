@@ -25,6 +25,19 @@ def test_the_schema_parameter_is_rewinds_and_the_rest_goes_to_the_driver() -> No
     assert parsed.conninfo == "postgresql://u@h/db?sslmode=require&application_name=api"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@h:5432/db",
+        "postgresql:///db?schema=odd%20name&sslmode=require",
+        "postgresql://u@h/db?options=-c%20synchronous_commit%3Don",
+    ],
+)
+def test_what_the_ready_line_shows_parses_back_to_the_same_store(url: str) -> None:
+    parsed = parse_storage_url(url)
+    assert parse_storage_url(str(parsed)) == parsed
+
+
 def test_a_schema_name_is_taken_literally() -> None:
     parsed = parse_storage_url("postgresql:///db?schema=Odd%20%22Name%22")
     assert parsed.schema == 'Odd "Name"'
