@@ -237,6 +237,7 @@ def _check_nothing_acknowledged_was_lost(server: ServerProcess, appender: Append
 @pytest.fixture
 def role() -> Iterator[str]:
     """A login role of the test's own, whose logins can be refused to fake an outage."""
+    postgres_support.require_postgres()
     name = postgres_support.unique_schema("role")
     database = sql("SELECT current_database()")[0][0]
     sql(f'CREATE ROLE "{name}" LOGIN')
