@@ -90,6 +90,8 @@ DURABLE_COMMIT_SETTINGS = frozenset({"on", "remote_write", "remote_apply", "loca
 # host, and Rewind's sessions are easy to find in pg_stat_activity.
 _CONNECTION_DEFAULTS = {"connect_timeout": "5", "application_name": "rewind"}
 
+_IDLE_IN_APPEND = "30s"
+
 _COLUMNS = "position, event_id, stream, version, recorded_at, event_type, metadata, data"
 # Binary COPY needs each column's type; RecordedEvent's fields come in column order.
 _COPY_TYPES = ["int8", "uuid", "text", "int8", "int8", "text", "bytea", "bytea"]
@@ -266,32 +268,40 @@ class PostgresStore(EventStore):
     def _connect_writer(self) -> Connection:
         db = self._connect()
         try:
-            self._check_durability(db)
+            self._prepare_writer(db)
+        except psycopg.Error as exc:
+            db.close()
+            raise StoreUnavailableError(
+                f"cannot prepare the writing session: {_one_line(exc)}"
+            ) from None
         except BaseException:
             db.close()
             raise
         return db
 
-    def _check_durability(self, db: Connection) -> None:
-        """Refuse a session whose commits would not be durable when they return."""
-        try:
-            setting = _show(db, "synchronous_commit")
-            encoding = _show(db, "server_encoding")
-            fsync = _show(db, "fsync")
-        except psycopg.Error as exc:
-            raise StoreUnavailableError(f"cannot read settings: {_one_line(exc)}") from None
+    def _prepare_writer(self, db: Connection) -> None:
+        """Refuse a session whose commits would not be durable when they return; set it up."""
+        setting = _show(db, "synchronous_commit")
         if setting not in DURABLE_COMMIT_SETTINGS:
             raise StoreUnavailableError(
                 f"synchronous_commit is {setting!r} for this connection, so acknowledged events "
                 "could be lost in a crash; set it to 'on' (ALTER ROLE … SET synchronous_commit "
                 "= on, or in postgresql.conf)"
             )
+        encoding = _show(db, "server_encoding")
         if encoding != "UTF8":
             raise StoreUnavailableError(
                 f"the database's encoding is {encoding}; Rewind needs a UTF8 database"
             )
+        fsync = _show(db, "fsync")
         if fsync != "on":
             log.warning("PostgreSQL runs with fsync=%s: commits may be lost in an OS crash", fsync)
+        if _show(db, "idle_in_transaction_session_timeout") == "0":
+            # A server frozen or cut off in the middle of an append would hold
+            # the append lock, and stall every server, until PostgreSQL noticed
+            # the dead connection; this bounds that. An append never idles
+            # inside its transaction for more than moments.
+            db.execute(f"SET idle_in_transaction_session_timeout = '{_IDLE_IN_APPEND}'")
         log.info(
             "PostgreSQL %s, schema %r: synchronous_commit=%s",
             db.info.parameter_status("server_version") or "?",

@@ -149,6 +149,24 @@ def test_other_synchronous_settings_are_durable_enough(schema: str, setting: str
         accepted(store.append([one("s", b"x")])[0])
 
 
+def _writer_setting(store: EventStore, name: str) -> str:
+    assert isinstance(store, PostgresStore)
+    writer, _ = store._writer.get()
+    [[value]] = writer.execute(f"SHOW {name}").fetchall()
+    return str(value)
+
+
+def test_a_writer_stuck_inside_an_append_cannot_hold_the_lock_for_long(
+    store: EventStore, schema: str
+) -> None:
+    """A writing session idle inside its transaction (its server frozen or cut off) is ended
+    by PostgreSQL after 30 s, which frees the lock; an operator's own value stays."""
+    assert _writer_setting(store, "idle_in_transaction_session_timeout") == "30s"
+    own = store_url(schema, options="-c%20idle_in_transaction_session_timeout%3D5min")
+    with open_store(own) as other:
+        assert _writer_setting(other, "idle_in_transaction_session_timeout") == "5min"
+
+
 def test_an_unreachable_server_is_named(schema: str) -> None:
     url = f"postgresql://postgres@127.0.0.1:1/test?schema={schema}&connect_timeout=2"
     with pytest.raises(StoreUnavailableError, match="cannot connect to PostgreSQL"):
