@@ -80,6 +80,16 @@ def test_a_fresh_schema_is_created_and_stamped(store: EventStore, schema: str) -
     assert tables == [("events",), ("schema_version",)]
 
 
+def test_an_older_schema_is_migrated_on_open(url: str, schema: str) -> None:
+    """A schema stamped with an older version gets the missing migrations, in order."""
+    sql(f'CREATE SCHEMA "{schema}"')
+    sql(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
+    sql(f'INSERT INTO "{schema}".schema_version VALUES (0)')
+    with open_store(url) as store:
+        accepted(store.append([one("s", b"x")])[0])
+    assert sql(f'SELECT version FROM "{schema}".schema_version') == [(SCHEMA_VERSION,)]
+
+
 def test_a_newer_schema_version_is_refused(url: str, schema: str) -> None:
     open_store(url).close()
     sql(f'UPDATE "{schema}".schema_version SET version = %s', (SCHEMA_VERSION + 1,))
