@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.curve import curve_cost
+from benchmarks.postgres import postgres_rows
 from benchmarks.report import Row, render_table, write_json
 from benchmarks.settings import FULL, QUICK
 from benchmarks.store import DATA_DIR
@@ -30,6 +31,7 @@ ROW_NAMES = {
     "readall": "rows 8a/8b: streamed v2 READ_ALL from the start and the middle of a big store",
     "latency": "rows 9a/9b: append-to-subscriber latency on the v2 feed",
     "curve": "row 10: one client publishing with CURVE on, against CURVE off",
+    "postgres": "rows 11a-11c: appends and a read through one server on postgresql:",
 }
 
 
@@ -92,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += v2_rows(run, wanted)
         if "curve" in wanted:
             rows += curve_cost(run)
+        if "postgres" in wanted:
+            rows += postgres_rows(run)
     elapsed = time.perf_counter() - started
 
     cpus = os.cpu_count() or 0

@@ -1,21 +1,26 @@
 """Several servers on one store: every server's feeds carry the one global log, in order.
 
-Two ``rewind serve`` processes share one SQLite file. Writers append through
-both at once; a subscriber on each server's seed feed and v2 feed must see
-every event exactly once, in position order, equal to the final read of the
-global log, whichever server accepted the event.
+Two ``rewind serve`` processes share one SQLite file, or three share one
+PostgreSQL schema. Writers append through all of them at once; a subscriber
+on each server's seed feed and v2 feed must see every event exactly once, in
+position order, equal to the final read of the global log, whichever server
+accepted the event.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import pytest
 import zmq
 
 from rewind.client import Client
 from rewind.protocol import seed, v2
+from tests.postgres_support import fresh_schema, store_url
 from tests.support import ServerProcess
 
 Context = zmq.Context[zmq.Socket[bytes]]
@@ -52,12 +57,23 @@ def _write(server: ServerProcess, writer: int, errors: list[BaseException]) -> N
         errors.append(exc)
 
 
+@contextmanager
+def _shared_store(backend: str, directory: Path) -> Iterator[tuple[str, int]]:
+    """A store URL several servers can share, and how many servers to start on it."""
+    if backend == "sqlite":
+        yield f"sqlite:{directory / 'shared.db'}", 2
+    else:
+        with fresh_schema("shared") as schema:
+            yield store_url(schema), 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_each_servers_feeds_carry_every_event_once_in_global_order(
-    tmp_path: Path, zmq_context: Context
+    backend: str, tmp_path: Path, zmq_context: Context
 ) -> None:
-    url = f"sqlite:{tmp_path / 'shared.db'}"
-    with ServerProcess(url) as first, ServerProcess(url) as second:
-        servers = (first, second)
+    with _shared_store(backend, tmp_path) as (url, count), ExitStack() as stack:
+        servers = [stack.enter_context(ServerProcess(url)) for _ in range(count)]
+        first = servers[0]
         seed_subs = [_subscribe(zmq_context, s.streaming_endpoint) for s in servers]
         v2_subs = [_subscribe(zmq_context, s.v2_streaming_endpoint) for s in servers]
         time.sleep(0.5)  # let the subscriptions reach the publishers

@@ -34,14 +34,23 @@ from rewind.model import (
 )
 from rewind.storage import open_store
 from rewind.storage.base import AppendResult, EventStore
+from tests import postgres_support
 
 
 class Backend:
-    """Opens, and reopens, one store of one kind."""
+    """Opens, and reopens, one store of one kind; :meth:`close` also removes it."""
 
     def __init__(self, kind: str, directory: Path) -> None:
         self.kind = kind
-        self.url = "memory:" if kind == "memory" else f"sqlite:{directory / 'events.db'}"
+        self.schema: str | None = None
+        if kind == "memory":
+            self.url = "memory:"
+        elif kind == "postgresql":
+            # A schema of its own, so no two tests (or runs) share events.
+            self.schema = postgres_support.unique_schema(directory.name[-20:])
+            self.url = postgres_support.store_url(self.schema)
+        else:
+            self.url = f"sqlite:{directory / 'events.db'}"
         self.store: EventStore = open_store(self.url)
 
     def reopen(self) -> EventStore:
@@ -50,15 +59,27 @@ class Backend:
             self.store = open_store(self.url)
         return self.store
 
+    def close(self) -> None:
+        self.store.close()
+        if self.schema is not None:
+            postgres_support.drop_schema(self.schema)
 
-BACKENDS = ["memory", "sqlite"]
+
+BACKENDS = ["memory", "sqlite", "postgresql"]
+
+
+def require(kind: str) -> str:
+    """``kind``, once its backend is known to be usable here (or the test skips)."""
+    if kind == "postgresql":
+        postgres_support.require_postgres()
+    return kind
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    opened = Backend(request.param, tmp_path)
+    opened = Backend(require(request.param), tmp_path)
     yield opened
-    opened.store.close()
+    opened.close()
 
 
 def one(stream: str, *payloads: bytes, **fields: str | bytes) -> AppendRequest:
@@ -513,7 +534,11 @@ appends = st.lists(
 )
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.fixture(params=BACKENDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return require(request.param)
+
+
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -544,4 +569,4 @@ def test_the_store_behaves_like_a_list(
         assert [e.position for e in stored] == list(range(1, len(model) + 1))
         assert len({e.event_id for e in stored}) == len(stored)
     finally:
-        backend.store.close()
+        backend.close()

@@ -31,7 +31,7 @@ from rewind.model import (
     StreamInfo,
 )
 from rewind.storage.base import AppendResult
-from tests.unit.test_storage_conformance import Backend
+from tests.unit.test_storage_conformance import Backend, require
 
 # Shrinking a failing history replays it thousands of times; give it room to
 # finish and report the smallest one rather than time out.
@@ -133,7 +133,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.ids_given = 0
 
     def teardown(self) -> None:
-        self.backend.store.close()
+        self.backend.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # The model ---------------------------------------------------------------------------
@@ -431,6 +431,17 @@ class MemoryStoreMachine(StoreMachine):
 
 class SQLiteStoreMachine(StoreMachine):
     kind = "sqlite"
+
+
+class PostgresStoreMachine(StoreMachine):
+    kind = "postgresql"
+
+
+class TestPostgresStore(PostgresStoreMachine.TestCase):
+    settings = MACHINE_SETTINGS
+
+    def setUp(self) -> None:
+        require("postgresql")
 
 
 TestMemoryStore = MemoryStoreMachine.TestCase
