@@ -124,7 +124,11 @@ def run_verify(args: argparse.Namespace) -> int:
         else:
             print(message)
         return 0
-    assert storage.path is not None
+    if storage.path is None:
+        return _usage(
+            f"--storage: {storage.kind} stores are not checked by rewind verify (SQLite only); "
+            "PostgreSQL keeps its own invariants by constraints (see docs/operations.md)"
+        )
     report = verify_sqlite(storage.path, full=args.full)
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False))
@@ -156,7 +160,11 @@ def run_backup(args: argparse.Namespace) -> int:
         return _usage(str(exc))
     if storage.kind == "memory":
         return _usage(f"--storage: {_NOTHING_ON_DISK}; there is nothing on disk to back up")
-    assert storage.path is not None
+    if storage.path is None:
+        return _usage(
+            f"--storage: rewind backup copies SQLite stores; back a {storage.kind} store up "
+            "with its own tools (pg_dump --schema=SCHEMA, or physical backups)"
+        )
 
     def progress(copied: int, total: int) -> None:
         percent = 100 * copied // total if total else 100

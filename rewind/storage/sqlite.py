@@ -26,7 +26,8 @@ from rewind.model import AppendRequest, RecordedEvent, StreamInfo
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
 from rewind.storage.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, migrate
-from rewind.storage.verify import sqlite_check, startup_problems
+from rewind.storage.startup_check import startup_problems
+from rewind.storage.verify import sqlite_check
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteStore"]
 

@@ -25,9 +25,8 @@ of the table, so a store of a million events verifies in a couple of seconds.
 All checks read one snapshot, so a store may be verified while a server writes
 to it.
 
-:func:`startup_problems` is the cheap subset the server runs whenever it opens
-a store: index lookups and the most recent events only, so that start-up stays
-fast however large the store is.
+:mod:`rewind.storage.startup_check` holds the cheap subset the server runs
+whenever it opens a store.
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ __all__ = [
     "VerifyReport",
     "open_for_verify",
     "sqlite_check",
-    "startup_problems",
     "verify_sqlite",
 ]
 
@@ -129,7 +127,7 @@ class _Stop(Exception):
 
 
 @dataclass
-class _Findings:
+class Findings:
     """Problems as they are found, at most :data:`MAX_DETAILS` listed per check."""
 
     problems: list[Problem] = field(default_factory=list)
@@ -205,7 +203,7 @@ _UNIQUE_IDS = (True, ("event_id",))
 _UNIQUE_VERSIONS = (True, ("stream", "version"))
 
 
-def _check_schema(db: sqlite3.Connection, found: _Findings) -> _Shape | None:
+def check_schema(db: sqlite3.Connection, found: Findings) -> _Shape | None:
     """Compare the ``events`` table with the expected one.
 
     Returns the table's shape, or ``None`` when its data cannot be checked.
@@ -241,7 +239,7 @@ def open_for_verify(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None)
 
 
-def _check_file(path: Path, found: _Findings) -> None:
+def _check_file(path: Path, found: Findings) -> None:
     if not path.exists():
         found.add("file", f"{path} does not exist")
         raise _Stop
@@ -262,7 +260,7 @@ def _check_file(path: Path, found: _Findings) -> None:
         raise _Stop
 
 
-def _check_header(db: sqlite3.Connection, found: _Findings) -> None:
+def _check_header(db: sqlite3.Connection, found: Findings) -> None:
     application_id = int(db.execute("PRAGMA application_id").fetchone()[0])
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     tables = int(db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0])
@@ -304,7 +302,7 @@ def sqlite_check(db: sqlite3.Connection, *, full: bool, limit: int) -> list[str]
     return [line for line in lines if line and not line.startswith("*** in database")]
 
 
-def _check_sqlite(db: sqlite3.Connection, full: bool, found: _Findings) -> None:
+def _check_sqlite(db: sqlite3.Connection, full: bool, found: Findings) -> None:
     pragma = "integrity_check" if full else "quick_check"
     # One more than is listed shows whether SQLite had more to say.
     for line in sqlite_check(db, full=full, limit=MAX_DETAILS + 1):
@@ -326,8 +324,8 @@ _BAD_COLUMNS_SQL = """
 """
 
 
-def _check_columns(
-    db: sqlite3.Connection, found: _Findings, *, after: int = 0, limit: int = -1
+def check_columns(
+    db: sqlite3.Connection, found: Findings, *, after: int = 0, limit: int = -1
 ) -> None:
     """Every value of the type its column should hold: for ``limit`` events after ``after``."""
     expected = (
@@ -354,7 +352,7 @@ def _missing(noun: str, low: int, high: int) -> str:
     return f"{noun} {low} is missing" if low == high else f"{noun}s {low}-{high} are missing"
 
 
-def _check_positions(db: sqlite3.Connection, found: _Findings) -> tuple[int, int]:
+def _check_positions(db: sqlite3.Connection, found: Findings) -> tuple[int, int]:
     """Positions 1..last without gaps; returns (count, last)."""
     count = int(db.execute("SELECT count(*) FROM events").fetchone()[0])
     if count == 0:
@@ -424,7 +422,7 @@ _OUT_OF_ORDER_SQL = """
 """
 
 
-def _check_streams(db: sqlite3.Connection, found: _Findings, shape: _Shape) -> int:
+def _check_streams(db: sqlite3.Connection, found: Findings, shape: _Shape) -> int:
     """Each stream's versions 0..head, unique, in position order; returns the stream count.
 
     Repeats are looked for only when the unique (stream, version) index is
@@ -463,7 +461,7 @@ def _check_streams(db: sqlite3.Connection, found: _Findings, shape: _Shape) -> i
     return streams
 
 
-def _check_event_ids(db: sqlite3.Connection, found: _Findings, shape: _Shape) -> None:
+def _check_event_ids(db: sqlite3.Connection, found: Findings, shape: _Shape) -> None:
     """No id stored twice: looked for only without the unique index (as for versions)."""
     if _UNIQUE_IDS in shape.indexes:
         return
@@ -480,7 +478,7 @@ def _is_uuid(value: object) -> bool:
     return isinstance(value, bytes) and len(value) == 16
 
 
-def _check_times(db: sqlite3.Connection, found: _Findings) -> None:
+def _check_times(db: sqlite3.Connection, found: Findings) -> None:
     # Neighbouring positions, found by primary key: a self-join, no sort.
     earlier = db.execute(
         """
@@ -536,7 +534,7 @@ class _Run:
 
     def __init__(self, full: bool) -> None:
         self.full = full
-        self.found = _Findings()
+        self.found = Findings()
         self.ran: list[str] = []
         self.events: int | None = None
         self.streams: int | None = None
@@ -564,10 +562,10 @@ class _Run:
         try:
             self.check("header", lambda: _check_header(db, found))
             self.check("sqlite", lambda: _check_sqlite(db, self.full, found))
-            shape = self.check("schema", lambda: _check_schema(db, found))
+            shape = self.check("schema", lambda: check_schema(db, found))
             if not isinstance(shape, _Shape):
                 return
-            self.check("columns", lambda: _check_columns(db, found))
+            self.check("columns", lambda: check_columns(db, found))
             positions = self.check("positions", lambda: _check_positions(db, found))
             if isinstance(positions, tuple):
                 self.events, self.last_position = positions
@@ -578,84 +576,3 @@ class _Run:
             self.check("times", lambda: _check_times(db, found))
         finally:
             db.execute("ROLLBACK")
-
-
-# The start-up check ---------------------------------------------------------------------
-
-# The recent events: each one's id must find it through the id index, each
-# version above 0 must follow its predecessor, and each stream's newest event
-# there must be the head the (stream, version) index reports.
-_TAIL_ID_SQL = """
-    SELECT t.position FROM events AS t WHERE t.position > ?
-      AND (SELECT position FROM events WHERE event_id = t.event_id) IS NOT t.position
-    LIMIT 1
-"""
-_TAIL_VERSION_SQL = """
-    SELECT t.position, t.stream, t.version FROM events AS t
-    WHERE t.position > ? AND t.version > 0 AND NOT EXISTS (
-        SELECT 1 FROM events AS p
-        WHERE p.stream = t.stream AND p.version = t.version - 1 AND p.position < t.position)
-    LIMIT 1
-"""
-# The unary + keeps SQLite from walking the whole (stream, version) index to group.
-_TAIL_HEAD_SQL = """
-    SELECT t.stream, max(t.version) FROM events AS t WHERE t.position > ?
-    GROUP BY +t.stream
-    HAVING max(t.version) != (SELECT max(version) FROM events WHERE stream = t.stream)
-    LIMIT 1
-"""
-_TAIL_TIME_SQL = """
-    SELECT b.position FROM events AS a JOIN events AS b ON b.position = a.position + 1
-    WHERE a.position > ? AND b.recorded_at < a.recorded_at
-    LIMIT 1
-"""
-
-
-def startup_problems(db: sqlite3.Connection, *, tail: int = STARTUP_TAIL) -> list[Problem]:
-    """The cheap checks for opening a store, in milliseconds whatever its size.
-
-    The schema; positions 1..last without gaps (count against the highest
-    position, both from indexes); and, over the ``tail`` most recent events,
-    ids, versions, stream heads and commit times. The first problem of each
-    kind is reported. ``db`` must be at the current schema version.
-    """
-    found = _Findings()
-    _check_schema(db, found)
-    if found.problems:
-        # Without its indexes the lookups below would each read the whole table.
-        return list(found.result())
-    count = int(db.execute("SELECT count(*) FROM events").fetchone()[0])
-    if count == 0:
-        return list(found.result())
-    first = int(db.execute("SELECT min(position) FROM events").fetchone()[0])
-    last = int(db.execute("SELECT max(position) FROM events").fetchone()[0])
-    if first != 1 or last != count:
-        found.add(
-            "positions",
-            f"{count} events but positions run from {first} to {last}: some are missing",
-        )
-    after = max(0, last - tail)
-    _check_columns(db, found, after=after, limit=1)
-    if "columns" in found.listed:
-        # The checks below assume values of the right types.
-        return list(found.result())
-    row = db.execute(_TAIL_ID_SQL, (after,)).fetchone()
-    if row is not None:
-        found.add("event-ids", f"the event at position {row[0]} is not found by its id")
-    row = db.execute(_TAIL_VERSION_SQL, (after,)).fetchone()
-    if row is not None:
-        position, stream, version = row
-        found.add(
-            "streams",
-            f"stream {stream!r}: version {version} at position {position} "
-            f"does not follow version {version - 1}",
-        )
-    row = db.execute(_TAIL_HEAD_SQL, (after,)).fetchone()
-    if row is not None:
-        found.add(
-            "streams", f"stream {row[0]!r}: its newest event (version {row[1]}) is not its head"
-        )
-    row = db.execute(_TAIL_TIME_SQL, (after,)).fetchone()
-    if row is not None:
-        found.add("times", f"position {row[0]} was recorded earlier than position {row[0] - 1}")
-    return list(found.result())

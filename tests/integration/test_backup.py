@@ -187,3 +187,11 @@ def test_a_missing_destination_directory_is_refused(tmp_path: Path) -> None:
     result = run_rewind("backup", str(dest), "--storage", f"sqlite:{source}")
     assert result.returncode == 1
     assert_one_line_failure(result, f"the directory of {dest} does not exist")
+
+
+def test_a_postgresql_store_is_sent_to_its_own_backup_tools(tmp_path: Path) -> None:
+    dest = tmp_path / "copy.db"
+    result = run_rewind("backup", str(dest), "--storage", "postgresql://nobody@127.0.0.1/none")
+    assert result.returncode == 2
+    assert_one_line_failure(result, "back a postgresql store up with its own tools")
+    assert not dest.exists()

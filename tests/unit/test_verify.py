@@ -15,7 +15,8 @@ import pytest
 from rewind.errors import StoreUnavailableError
 from rewind.model import AppendRequest, NewEvent
 from rewind.storage.sqlite import SQLiteStore
-from rewind.storage.verify import CHECKS, MAX_DETAILS, VerifyReport, startup_problems, verify_sqlite
+from rewind.storage.startup_check import startup_problems
+from rewind.storage.verify import CHECKS, MAX_DETAILS, VerifyReport, verify_sqlite
 from tests import store_damage as damage
 
 EVENTS = 30  # alpha, beta and gamma take turns: alpha holds positions 1, 4, ..., 28
