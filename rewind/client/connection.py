@@ -248,6 +248,7 @@ class Connection:
         reply: v2.Reply | None = None
         for attempt in range(attempts):
             request_id = self.open(frames_for)
+            sent_to = self.endpoint
             try:
                 body = self.wait(request_id, self.timeout)
             except ConnectionReset:
@@ -259,7 +260,7 @@ class Connection:
                 if not unavailable(reply):
                     return reply
             # Whatever happens next, the next request goes to the next server.
-            self.fail_over("UNAVAILABLE" if body is not None else "no reply")
+            self.fail_over("UNAVAILABLE" if body is not None else "no reply", sent_to)
             if attempt + 1 < attempts:
                 time.sleep(backoff(attempt))
         if reply is not None:
@@ -280,10 +281,15 @@ class Connection:
             self._socket = sock
         return self._socket
 
-    def fail_over(self, reason: str) -> None:
-        """Drop the socket and make the next endpoint current; log which (``reason`` first)."""
-        self.reset()
-        self.endpoints.fail_over(reason)
+    def fail_over(self, reason: str, failed: str) -> None:
+        """Drop the socket and make the endpoint after ``failed`` current; log which.
+
+        Nothing happens if the client has moved on from ``failed`` already
+        (another request noticed first).
+        """
+        if self.endpoint == failed:
+            self.reset()
+            self.endpoints.fail_over(reason)
 
     def reset(self) -> None:
         """Replace the socket; requests waiting on the old one get :class:`ConnectionReset`."""

@@ -78,6 +78,7 @@ class EventReader(_ClosingIterator):
         retries_left = connection.retries
         while state.can_continue():
             request_id = connection.open(state.request)
+            sent_to = connection.endpoint
             answered = False  # END or ERROR received: nothing more comes for this id
             try:
                 while True:
@@ -105,7 +106,7 @@ class EventReader(_ClosingIterator):
                     connection.notify(v2.encode_cancel_request(request_id))
                 connection.discard(request_id)
             # Resume (or let the next request start) on the next server, if there are several.
-            connection.fail_over("read stalled, no reply")
+            connection.fail_over("read stalled, no reply", sent_to)
             if retries_left <= 0:
                 attempts = connection.retries + 1
                 raise RequestTimeout(
