@@ -154,6 +154,35 @@ def test_a_subscription_on_a_continues_on_bs_feed(
     assert received == _global_log(b)
 
 
+def test_idle_subscription_and_follow_notice_a_stopped_server(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = pair
+    with Client(b.query_endpoint, timeout=10) as writer:
+        writer.append("quiet", [b"first"])
+    with _client(a, b) as subscribing, _client(a, b) as following:
+        subscription = subscribing.subscribe(idle_timeout=8)
+        followed = following.follow(idle_timeout=8)
+        assert next(subscription).data == b"first"
+        assert next(followed).data == b"first"
+        # Nothing happens while A goes away; the feeds of A are simply silent.
+        a.kill()
+        with Client(b.query_endpoint, timeout=10) as writer:
+            for index in range(20):
+                writer.append("quiet", [b"%d" % index])
+        later = [next(subscription) for _ in range(20)]
+        assert [e.position for e in later] == list(range(2, 22))
+        assert [next(followed).data for _ in range(20)] == [b"%d" % n for n in range(20)]
+        assert following.current_endpoint == b.query_endpoint
+        with Client(b.query_endpoint, timeout=10) as writer:
+            writer.append("quiet", [b"live"])
+        assert next(subscription).data == b"live"
+        assert next(followed).data == b"live"
+        assert subscription.switches == 1
+        subscription.close()
+        followed.close()
+
+
 def test_the_async_client_fails_over_for_appends_and_subscriptions(
     pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
