@@ -303,7 +303,13 @@ class Client:
     # Seed protocol -----------------------------------------------------------------
 
     def publish(self, data: bytes) -> None:
-        """Append ``data`` as a new event; returns once the server has stored it durably."""
+        """Append ``data`` as a new event; returns once the server has stored it durably.
+
+        Never retried, also not on another server: the seed protocol cannot
+        tell a repeat from a new event. After a :class:`RequestTimeout` the
+        event may or may not be stored, and the next request goes to the
+        next server if the client has several.
+        """
         if not isinstance(data, bytes):
             raise TypeError(f"event data must be bytes, not {type(data).__name__}")
         reply = self._request(seed.encode_publish(data), retry=False)
