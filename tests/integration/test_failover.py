@@ -21,6 +21,7 @@ import pytest
 
 from rewind.aio import AsyncClient
 from rewind.client import AppendResult, Client, RecordedEvent
+from tests.postgres_support import fresh_schema, store_url
 from tests.support import ServerProcess, run_rewind
 
 TIMEOUT = 0.5  # seconds per attempt: a dead server costs about this much
@@ -66,7 +67,22 @@ def _check_stored_once(log: list[RecordedEvent], acked: list[AppendResult]) -> N
 def test_appends_continue_through_b_after_a_is_killed(
     pair: tuple[ServerProcess, ServerProcess], caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, b = pair
+    _appends_survive_a_kill(*pair, caplog)
+
+
+def test_appends_fail_over_between_servers_on_one_postgresql_schema(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with fresh_schema("failover") as schema, ExitStack() as stack:
+        a = stack.enter_context(ServerProcess(store_url(schema)))
+        b = stack.enter_context(ServerProcess(store_url(schema)))
+        _appends_survive_a_kill(a, b, caplog)
+
+
+def _appends_survive_a_kill(
+    a: ServerProcess, b: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer appends through A then B; A is SIGKILLed under load; nothing is lost or doubled."""
     total = 200
     acked: list[AppendResult] = []
     errors: list[BaseException] = []
