@@ -270,3 +270,20 @@ def test_the_cli_takes_several_endpoints(pair: tuple[ServerProcess, ServerProces
     )
     assert tailed.returncode == 0, tailed.stderr
     assert [line.split("\t")[-1] for line in tailed.stdout.decode().splitlines()] == ["one", "two"]
+
+
+def test_the_cli_refuses_feeds_that_do_not_match_the_servers() -> None:
+    mismatched = run_rewind(
+        "tail",
+        "--from-position",
+        "1",
+        "--query-endpoint",
+        "tcp://127.0.0.1:1,tcp://127.0.0.1:2",
+        "--v2-streaming-endpoint",
+        "tcp://127.0.0.1:3,tcp://127.0.0.1:4,tcp://127.0.0.1:5",
+    )
+    assert mismatched.returncode == 2
+    assert b"3 v2 streaming endpoints for 2 query endpoints" in mismatched.stderr
+    empty = run_rewind("read-all", "--query-endpoint", "tcp://127.0.0.1:1,")
+    assert empty.returncode == 2
+    assert b"--query-endpoint: empty endpoint" in empty.stderr
