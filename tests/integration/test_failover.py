@@ -13,14 +13,15 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from rewind.aio import AsyncClient
-from rewind.client import AppendResult, Client, RecordedEvent
+from rewind.client import AppendResult, Client, Event, RecordedEvent
 from tests.postgres_support import fresh_schema, store_url
 from tests.support import ServerProcess, run_rewind
 
@@ -139,8 +140,8 @@ def test_a_subscription_on_a_continues_on_bs_feed(
 ) -> None:
     a, b = pair
     total = 150
-    with Client(b.query_endpoint, timeout=10) as writer:
-        writer.append("before", [b"early-1", b"early-2"])
+    with Client(b.query_endpoint, timeout=10) as setup:
+        setup.append("before", [b"early-1", b"early-2"])
     received: list[RecordedEvent] = []
     with _client(a, b) as client:
         subscription = client.subscribe(idle_timeout=8)
@@ -154,13 +155,13 @@ def test_a_subscription_on_a_continues_on_bs_feed(
                         a.kill()
                     time.sleep(0.002)
 
-        writer = threading.Thread(target=write)
-        writer.start()
+        writer_thread = threading.Thread(target=write)
+        writer_thread.start()
         for event in subscription:
             received.append(event)
             if len(received) == total + 2:
                 break
-        writer.join(30)
+        writer_thread.join(30)
         with Client(b.query_endpoint, timeout=10) as writer_b:
             writer_b.append("after", [b"last"])
         received.append(next(subscription))
@@ -178,7 +179,7 @@ def test_idle_subscription_and_follow_notice_a_stopped_server(
         writer.append("quiet", [b"first"])
     with _client(a, b) as subscribing, _client(a, b) as following:
         subscription = subscribing.subscribe(idle_timeout=8)
-        followed = following.follow(idle_timeout=8)
+        followed = cast(Generator[Event, None, None], following.follow(idle_timeout=8))
         assert next(subscription).data == b"first"
         assert next(followed).data == b"first"
         # Nothing happens while A goes away; the feeds of A are simply silent.
