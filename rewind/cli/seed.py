@@ -8,9 +8,9 @@ import json
 from rewind.cli.common import (
     Commands,
     add_endpoint_options,
-    client_curve,
     fail,
     input_events,
+    make_client,
     non_negative,
 )
 from rewind.cli.output import print_seed_events
@@ -73,10 +73,10 @@ def add_seed_tools(commands: Commands) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from rewind.client import Client, ClientError
+    from rewind.client import ClientError
 
     count = 0
-    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
+    with make_client(args) as client:
         try:
             for data in input_events(args):
                 client.publish(data)
@@ -89,9 +89,9 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from rewind.client import Client, ClientError
+    from rewind.client import ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
+    with make_client(args) as client:
         try:
             print_seed_events(
                 ((e.id, e.data) for e in client.query(args.from_id, args.to_id)), args.json
@@ -102,13 +102,11 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from rewind.client import Client, ClientError
+    from rewind.client import ClientError
 
     if args.stream_prefix is not None or args.from_position is not None:
         return tail_v2(args)
-    with Client(
-        args.query_endpoint, args.streaming_endpoint, timeout=args.timeout, curve=client_curve(args)
-    ) as client:
+    with make_client(args) as client:
         live_only = args.after is None and not args.from_start
         events = client.follow(args.after, live_only=live_only, idle_timeout=args.idle_timeout)
         try:

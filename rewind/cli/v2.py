@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from rewind.cli.common import (
     Commands,
     add_endpoint_options,
-    client_curve,
     fail,
     input_events,
+    make_client,
     non_negative,
 )
 from rewind.cli.output import print_events, text
@@ -138,12 +138,12 @@ def add_v2_tools(commands: Commands) -> None:
 
 
 def _append(args: argparse.Namespace) -> int:
-    from rewind.client import Client, ClientError, EventData, RequestTimeout
+    from rewind.client import ClientError, EventData, RequestTimeout
 
     events = [EventData(data, type=args.type) for data in input_events(args)]
     if not events:
         return fail("append: no events given (no DATA arguments and nothing on stdin)")
-    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
+    with make_client(args) as client:
         try:
             result = client.append(args.stream, events, expected_version=args.expected_version)
         except RequestTimeout as exc:
@@ -174,9 +174,9 @@ def _print_read(
     args: argparse.Namespace, what: str, open_read: Callable[[Client], EventReader]
 ) -> int:
     """Print every event of a read opened on a fresh client, or fail in one line."""
-    from rewind.client import Client, ClientError
+    from rewind.client import ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
+    with make_client(args) as client:
         try:
             with open_read(client) as events:
                 print_events(events, args.json, flush=False)
@@ -214,9 +214,9 @@ def _read_all(args: argparse.Namespace) -> int:
 
 
 def _streams(args: argparse.Namespace) -> int:
-    from rewind.client import Client, ClientError
+    from rewind.client import ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
+    with make_client(args) as client:
         try:
             for name in client.list_streams(after=args.after):
                 line = json.dumps({"stream": name}, ensure_ascii=False) if args.json else text(name)
@@ -228,9 +228,9 @@ def _streams(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from rewind.client import Client, ClientError
+    from rewind.client import ClientError
 
-    with Client(args.query_endpoint, timeout=args.timeout, curve=client_curve(args)) as client:
+    with make_client(args) as client:
         try:
             round_trip = client.ping()
             info = client.server_info()
@@ -268,14 +268,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def tail_v2(args: argparse.Namespace) -> int:
     """``tail --stream``/``--from-position``: a catch-up subscription, printed as it goes."""
-    from rewind.client import Client, ClientError
+    from rewind.client import ClientError
 
-    with Client(
-        args.query_endpoint,
-        v2_streaming_endpoint=args.v2_streaming_endpoint,
-        timeout=args.timeout,
-        curve=client_curve(args),
-    ) as client:
+    with make_client(args) as client:
         try:
             subscription = client.subscribe(
                 from_position=args.from_position,

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -25,11 +25,14 @@ from rewind.client.connection import (
     ConnectionReset,
     FramesFor,
     ReplyRouter,
+    as_endpoints,
     backoff,
     decode,
     timeout_message,
+    unavailable,
 )
 from rewind.client.curve import CurveKeys, prepare
+from rewind.client.endpoints import EndpointList, Endpoints
 from rewind.client.errors import RequestTimeout, StreamNotFound
 from rewind.client.models import AppendResult, EventData, ServerInfo
 from rewind.client.operations import (
@@ -41,7 +44,7 @@ from rewind.client.operations import (
     StreamInfoOperation,
 )
 from rewind.client.reads import ReadEnd, ReadSpec, ReadState, read_all_spec, read_stream_spec
-from rewind.client.subscription import QUIET_INTERVAL, CatchUp
+from rewind.client.subscription import PROBE_INTERVAL, QUIET_INTERVAL, CatchUp
 from rewind.client.sync import DEFAULT_QUERY_ENDPOINT, DEFAULT_V2_STREAMING_ENDPOINT
 from rewind.model import ANY_VERSION, RecordedEvent, StreamInfo
 from rewind.protocol import v2
@@ -57,13 +60,13 @@ class AsyncConnection:
     def __init__(
         self,
         context: zmq.asyncio.Context,
-        endpoint: str,
+        endpoints: EndpointList | Endpoints,
         *,
         timeout: float | None,
         retries: int,
         curve: CurveKeys | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoints = as_endpoints(endpoints)
         self.timeout = timeout
         self.retries = retries
         self.curve = curve
@@ -71,10 +74,18 @@ class AsyncConnection:
         self._router = ReplyRouter()
         self._arrived: dict[int, asyncio.Event] = {}
         self._socket: zmq.asyncio.Socket | None = None
+        self._socket_endpoint = ""
         self._receiver: asyncio.Task[None] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint requests go to now."""
+        return self.endpoints.current
 
     async def open(self, frames_for: FramesFor) -> int:
         """Send a request under a fresh id and start collecting its replies."""
+        if self._socket is not None and self._socket_endpoint != self.endpoint:
+            await self.reset()  # another task failed over: follow it
         request_id = self._router.register()
         self._arrived[request_id] = asyncio.Event()
         frames = frames_for(request_id)
@@ -130,6 +141,7 @@ class AsyncConnection:
         reply: v2.Reply | None = None
         for attempt in range(attempts):
             request_id = await self.open(frames_for)
+            sent_to = self.endpoint
             try:
                 body = await self.wait(request_id, self.timeout)
             except ConnectionReset:
@@ -138,24 +150,31 @@ class AsyncConnection:
                 self.discard(request_id)
             if body is not None:
                 reply = decode(body)
-                if not (
-                    isinstance(reply, v2.ErrorReply) and reply.code == v2.ErrorCode.UNAVAILABLE
-                ):
+                if not unavailable(reply):
                     return reply
+            await self.fail_over("UNAVAILABLE" if body is not None else "no reply", sent_to)
             if attempt + 1 < attempts:
-                log.info("no usable reply from %s, retrying", self.endpoint)
-                await self.reset()
                 await asyncio.sleep(backoff(attempt))
         if reply is not None:
             return reply
-        await self.reset()
-        raise RequestTimeout(timeout_message(self.endpoint, attempts, self.timeout))
+        raise RequestTimeout(timeout_message(self.endpoints, attempts, self.timeout))
+
+    async def fail_over(self, reason: str, failed: str) -> None:
+        """Drop the socket and make the endpoint after ``failed`` current; log which.
+
+        Nothing happens if the client has moved on from ``failed`` already:
+        several tasks may notice the same dead server.
+        """
+        if self.endpoint == failed:
+            await self.reset()
+            self.endpoints.fail_over(reason)
 
     def _sock(self) -> zmq.asyncio.Socket:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
             prepare(sock, self.curve)
-            sock.connect(self.endpoint)
+            self._socket_endpoint = self.endpoint
+            sock.connect(self._socket_endpoint)
             self._socket = sock
             self._receiver = asyncio.get_running_loop().create_task(self._receive(sock))
         return self._socket
@@ -238,6 +257,7 @@ class AsyncEventReader(_ClosingAsyncIterator):
         retries_left = connection.retries
         while state.can_continue():
             request_id = await connection.open(state.request)
+            sent_to = connection.endpoint
             answered = False  # END or ERROR received: nothing more comes for this id
             try:
                 while True:
@@ -265,25 +285,25 @@ class AsyncEventReader(_ClosingAsyncIterator):
                 if not answered:
                     await connection.notify(v2.encode_cancel_request(request_id))
                 connection.discard(request_id)
+            await connection.fail_over("read stalled, no reply", sent_to)
             if retries_left <= 0:
-                await connection.reset()
+                attempts = connection.retries + 1
                 raise RequestTimeout(
-                    timeout_message(connection.endpoint, connection.retries + 1, connection.timeout)
+                    timeout_message(connection.endpoints, attempts, connection.timeout)
                 )
-            log.info("read stalled on %s, resuming on a fresh socket", connection.endpoint)
-            await connection.reset()
             await asyncio.sleep(backoff(connection.retries - retries_left))
             retries_left -= 1
 
 
 class AsyncSubscription(_ClosingAsyncIterator):
-    """A catch-up subscription as an async iterator; see :class:`~rewind.client.Subscription`."""
+    """A catch-up subscription as an async iterator; see :class:`~rewind.client.Subscription`
+    (also for how it follows the client from server to server)."""
 
     def __init__(
         self,
         connection: AsyncConnection,
         context: zmq.asyncio.Context,
-        feed_endpoint: str,
+        feed_endpoints: Sequence[str] | str,
         catch_up: CatchUp,
         *,
         idle_timeout: float | None = None,
@@ -291,7 +311,10 @@ class AsyncSubscription(_ClosingAsyncIterator):
     ) -> None:
         self._connection = connection
         self._context = context
-        self._feed_endpoint = feed_endpoint
+        self._feeds = connection.endpoints.feeds(feed_endpoints, "feed endpoint")
+        self._feed_endpoint = ""
+        self.switches = 0
+        """How many times the subscription moved to another server's feed."""
         self._catch_up = catch_up
         self._idle_timeout = idle_timeout
         self._feed_options = dict(feed_options or {})
@@ -321,19 +344,37 @@ class AsyncSubscription(_ClosingAsyncIterator):
             await reader.close()
         catch_up.on_history_end(reader.end)
 
-    async def _run(self) -> AsyncGenerator[RecordedEvent, None]:
-        catch_up = self._catch_up
+    def _open_feed(self) -> zmq.asyncio.Socket:
         sub = self._context.socket(zmq.SUB)
         prepare(sub, self._connection.curve)
         for option, value in self._feed_options.items():
             sub.setsockopt(option, value)
-        sub.setsockopt(zmq.SUBSCRIBE, catch_up.topic)
-        # Subscribe before reading history, so nothing falls between the two.
+        sub.setsockopt(zmq.SUBSCRIBE, self._catch_up.topic)
+        self._feed_endpoint = self._connection.endpoints.feed(self._feeds)
         sub.connect(self._feed_endpoint)
+        return sub
+
+    def _follow_server(self, sub: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
+        if self._connection.endpoints.feed(self._feeds) == self._feed_endpoint:
+            return sub
+        previous = self._feed_endpoint
+        sub.close()
+        sub = self._open_feed()  # subscribe first, then refill from the store
+        self._catch_up.on_feed_switched()
+        self.switches += 1
+        log.warning("subscription moves from feed %s to %s", previous, self._feed_endpoint)
+        return sub
+
+    async def _run(self) -> AsyncGenerator[RecordedEvent, None]:
+        catch_up = self._catch_up
+        # Subscribe before reading history, so nothing falls between the two.
+        sub = self._open_feed()
         try:
             waiting_since = time.monotonic()
             quiet_since = waiting_since
+            probed_at = waiting_since
             while True:
+                sub = self._follow_server(sub)
                 if catch_up.reading:
                     history = self._history()
                     try:
@@ -350,7 +391,7 @@ class AsyncSubscription(_ClosingAsyncIterator):
                     deadline = min(deadline, waiting_since + self._idle_timeout)
                 if await sub.poll(max(0, int((deadline - now) * 1000))):
                     event = catch_up.on_feed_message(await sub.recv_multipart())
-                    quiet_since = time.monotonic()
+                    quiet_since = probed_at = time.monotonic()
                     if event is not None:
                         yield event
                         waiting_since = time.monotonic()
@@ -359,7 +400,12 @@ class AsyncSubscription(_ClosingAsyncIterator):
                 if self._idle_timeout is not None and now - waiting_since >= self._idle_timeout:
                     return
                 if now - quiet_since >= QUIET_INTERVAL:
-                    catch_up.on_quiet()
+                    several = self._connection.endpoints.several
+                    if not catch_up.on_quiet() and several and now - probed_at >= PROBE_INTERVAL:
+                        # A stopped server's feed is silent too: check it still answers.
+                        operation = PingOperation()
+                        operation.result(await self._connection.call(operation.frames))
+                        probed_at = time.monotonic()
                     quiet_since = now
         finally:
             sub.close()
@@ -381,26 +427,41 @@ class AsyncClient:
     (close them with ``await it.close()`` or ``async with`` to stop early).
     Errors are those of :mod:`rewind.client.errors`. Use a client from one
     event loop; several tasks may use it at once.
+
+    Like :class:`~rewind.client.Client` it takes several query endpoints
+    (a list, or one comma-separated string) and as many v2 feed endpoints,
+    in the same order, for servers sharing one store, and fails over from
+    one to the next when a request times out or is answered ``UNAVAILABLE``.
     """
 
     def __init__(
         self,
-        query_endpoint: str = DEFAULT_QUERY_ENDPOINT,
+        query_endpoint: EndpointList = DEFAULT_QUERY_ENDPOINT,
         *,
-        v2_streaming_endpoint: str = DEFAULT_V2_STREAMING_ENDPOINT,
+        v2_streaming_endpoint: EndpointList = DEFAULT_V2_STREAMING_ENDPOINT,
         timeout: float | None = 5.0,
         retries: int = 2,
         context: zmq.asyncio.Context | None = None,
         curve: CurveKeys | None = None,
     ) -> None:
+        self._endpoints = Endpoints(query_endpoint)
         self.query_endpoint = query_endpoint
+        """The query endpoint(s) as given."""
+        self.query_endpoints = self._endpoints.all
+        """Every query endpoint, in failover order."""
         self.v2_streaming_endpoint = v2_streaming_endpoint
+        self._v2_feeds = self._endpoints.feeds(v2_streaming_endpoint, "v2 streaming endpoint")
         self.timeout = timeout
         self.retries = retries
         self._context = context or zmq.asyncio.Context.instance()
         self._connection = AsyncConnection(
-            self._context, query_endpoint, timeout=timeout, retries=retries, curve=curve
+            self._context, self._endpoints, timeout=timeout, retries=retries, curve=curve
         )
+
+    @property
+    def current_endpoint(self) -> str:
+        """The query endpoint requests go to now (changes when the client fails over)."""
+        return self._endpoints.current
 
     async def append(
         self,
@@ -510,7 +571,7 @@ class AsyncClient:
         return AsyncSubscription(
             self._connection,
             self._context,
-            self.v2_streaming_endpoint,
+            self._v2_feeds,
             catch_up,
             idle_timeout=idle_timeout,
             feed_options=feed_options,

@@ -8,9 +8,10 @@ files whatever arrives under its request id, so a read that is being
 iterated and a request made in the middle of it share one connection.
 
 A request that gets no reply in time is sent again on a fresh socket (the
-"lazy pirate" pattern). A fresh socket drops every request still waiting on
-the old one; their waiters notice (:class:`ConnectionReset`) and start over,
-reads from where they stand.
+"lazy pirate" pattern), to the next server if the client was given several
+(:mod:`rewind.client.endpoints`). A fresh socket drops every request still
+waiting on the old one; their waiters notice (:class:`ConnectionReset`) and
+start over, reads from where they stand.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import zmq
 
 from rewind.client.curve import CurveKeys, prepare
+from rewind.client.endpoints import EndpointList, Endpoints
 from rewind.client.errors import ProtocolError, RequestTimeout
 from rewind.protocol import v2
 
@@ -114,29 +116,47 @@ def backoff(attempt: int) -> float:
     return float(min(0.1 * 2**attempt, 1.0))
 
 
-def timeout_message(endpoint: str, attempts: int, timeout: float | None) -> str:
+def timeout_message(endpoints: Endpoints | str, attempts: int, timeout: float | None) -> str:
     """The text of a :class:`RequestTimeout` after ``attempts`` unanswered tries."""
+    if isinstance(endpoints, str):
+        where = endpoints
+    elif endpoints.several:
+        where = "any of " + ", ".join(endpoints.all)
+    else:
+        where = endpoints.current
     if attempts > 1:
-        return f"no reply from {endpoint} to {attempts} attempts of {timeout} s each"
-    return f"no reply from {endpoint} within {timeout} s"
+        return f"no reply from {where} to {attempts} attempts of {timeout} s each"
+    return f"no reply from {where} within {timeout} s"
+
+
+def as_endpoints(endpoints: EndpointList | Endpoints) -> Endpoints:
+    """``endpoints`` as an :class:`Endpoints` (shared as it is, if it is one already)."""
+    return endpoints if isinstance(endpoints, Endpoints) else Endpoints(endpoints)
+
+
+def unavailable(reply: v2.Reply) -> bool:
+    """Whether ``reply`` says the server cannot serve now: ask another one."""
+    return isinstance(reply, v2.ErrorReply) and reply.code == v2.ErrorCode.UNAVAILABLE
 
 
 class Connection:
     """A DEALER connection to a server's request socket, for the synchronous client.
 
+    ``endpoints`` may name several servers on one store; requests go to the
+    current one, and a retry to the next (see :meth:`fail_over`).
     Not thread-safe, like the ZeroMQ socket under it: use one per thread.
     """
 
     def __init__(
         self,
         context: zmq.Context[Any],
-        endpoint: str,
+        endpoints: EndpointList | Endpoints,
         *,
         timeout: float | None,
         retries: int,
         curve: CurveKeys | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoints = as_endpoints(endpoints)
         self.timeout = timeout
         self.retries = retries
         self.curve = curve
@@ -144,6 +164,12 @@ class Connection:
         self._context = context
         self._router = ReplyRouter()
         self._socket: zmq.Socket[bytes] | None = None
+        self._socket_endpoint = ""
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint requests go to now."""
+        return self.endpoints.current
 
     # Sending ----------------------------------------------------------------------
 
@@ -212,15 +238,17 @@ class Connection:
     def call(self, frames_for: FramesFor) -> v2.Reply:
         """Send a request with one reply and return the reply, retrying on silence.
 
-        Each attempt waits ``timeout`` seconds on a fresh socket (and a fresh
-        request id, same content). A server that answers ``UNAVAILABLE`` (it
-        is stopping) is asked again the same way. Raises
+        Each attempt waits ``timeout`` seconds; a retry goes on a fresh
+        socket to the next endpoint (:meth:`fail_over`), with a fresh request
+        id and the same content. A server that answers ``UNAVAILABLE`` (it is
+        stopping, or cannot write) is left the same way. Raises
         :class:`RequestTimeout` when every attempt went unanswered.
         """
         attempts = 1 + max(0, self.retries)
         reply: v2.Reply | None = None
         for attempt in range(attempts):
             request_id = self.open(frames_for)
+            sent_to = self.endpoint
             try:
                 body = self.wait(request_id, self.timeout)
             except ConnectionReset:
@@ -229,26 +257,39 @@ class Connection:
                 self.discard(request_id)
             if body is not None:
                 reply = decode(body)
-                if not _unavailable(reply):
+                if not unavailable(reply):
                     return reply
+            # Whatever happens next, the next request goes to the next server.
+            self.fail_over("UNAVAILABLE" if body is not None else "no reply", sent_to)
             if attempt + 1 < attempts:
-                log.info("no usable reply from %s, retrying", self.endpoint)
-                self.reset()
                 time.sleep(backoff(attempt))
         if reply is not None:
             return reply  # the last UNAVAILABLE: let the caller raise it
-        self.reset()
-        raise RequestTimeout(timeout_message(self.endpoint, attempts, self.timeout))
+        raise RequestTimeout(timeout_message(self.endpoints, attempts, self.timeout))
 
     # Lifecycle --------------------------------------------------------------------
 
     def _sock(self) -> zmq.Socket[bytes]:
+        if self._socket is not None and self._socket_endpoint != self.endpoint:
+            # Another part of the client failed over: follow it.
+            self.reset()
         if self._socket is None:
             sock: zmq.Socket[bytes] = self._context.socket(zmq.DEALER)
             prepare(sock, self.curve)
-            sock.connect(self.endpoint)
+            self._socket_endpoint = self.endpoint
+            sock.connect(self._socket_endpoint)
             self._socket = sock
         return self._socket
+
+    def fail_over(self, reason: str, failed: str) -> None:
+        """Drop the socket and make the endpoint after ``failed`` current; log which.
+
+        Nothing happens if the client has moved on from ``failed`` already
+        (another request noticed first).
+        """
+        if self.endpoint == failed:
+            self.reset()
+            self.endpoints.fail_over(reason)
 
     def reset(self) -> None:
         """Replace the socket; requests waiting on the old one get :class:`ConnectionReset`."""
@@ -260,7 +301,3 @@ class Connection:
     def close(self) -> None:
         """Close the socket. The connection opens a new one when used again."""
         self.reset()
-
-
-def _unavailable(reply: v2.Reply) -> bool:
-    return isinstance(reply, v2.ErrorReply) and reply.code == v2.ErrorCode.UNAVAILABLE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -13,8 +13,9 @@ import zmq
 from rewind.client.connection import Connection, ConnectionReset, backoff, decode, timeout_message
 from rewind.client.curve import prepare
 from rewind.client.errors import RequestTimeout, StreamNotFound
+from rewind.client.operations import PingOperation
 from rewind.client.reads import ReadEnd, ReadSpec, ReadState
-from rewind.client.subscription import QUIET_INTERVAL, CatchUp
+from rewind.client.subscription import PROBE_INTERVAL, QUIET_INTERVAL, CatchUp
 from rewind.model import RecordedEvent
 from rewind.protocol import v2
 
@@ -57,9 +58,9 @@ class EventReader(_ClosingIterator):
     more, so the memory used stays that of a few batches however long the
     read. Closing the reader before the end (``close()``, leaving a ``with``
     block, or dropping it) tells the server to stop. If the connection is
-    lost, the read continues on a fresh one from just after the last event
-    delivered. After the last event :attr:`end` tells why the read ended and
-    where to continue.
+    lost, the read continues on a fresh one (to the next server, if the
+    client has several) from just after the last event delivered. After the
+    last event :attr:`end` tells why the read ended and where to continue.
     """
 
     def __init__(self, connection: Connection, spec: ReadSpec) -> None:
@@ -77,6 +78,7 @@ class EventReader(_ClosingIterator):
         retries_left = connection.retries
         while state.can_continue():
             request_id = connection.open(state.request)
+            sent_to = connection.endpoint
             answered = False  # END or ERROR received: nothing more comes for this id
             try:
                 while True:
@@ -103,13 +105,13 @@ class EventReader(_ClosingIterator):
                 if not answered:
                     connection.notify(v2.encode_cancel_request(request_id))
                 connection.discard(request_id)
+            # Resume (or let the next request start) on the next server, if there are several.
+            connection.fail_over("read stalled, no reply", sent_to)
             if retries_left <= 0:
-                connection.reset()
+                attempts = connection.retries + 1
                 raise RequestTimeout(
-                    timeout_message(connection.endpoint, connection.retries + 1, connection.timeout)
+                    timeout_message(connection.endpoints, attempts, connection.timeout)
                 )
-            log.info("read stalled on %s, resuming on a fresh socket", connection.endpoint)
-            connection.reset()
             time.sleep(backoff(connection.retries - retries_left))
             retries_left -= 1
 
@@ -124,13 +126,22 @@ class Subscription(_ClosingIterator):
     a stream subscription, the version) up to which everything has been
     delivered; :attr:`gaps` counts the times events missing from the feed
     were read from the store.
+
+    With several servers (``feed_endpoints`` one per query endpoint, in the
+    same order) it follows the feed of the server the client currently
+    talks to. When the client fails over, the subscription moves to the
+    next server's feed and reads from the store whatever it may have
+    missed; while the feed is silent it checks every
+    :data:`~rewind.client.subscription.PROBE_INTERVAL` seconds that the
+    server still answers, so a server that stops while nothing happens is
+    noticed too. :attr:`switches` counts the moves.
     """
 
     def __init__(
         self,
         connection: Connection,
         context: zmq.Context[Any],
-        feed_endpoint: str,
+        feed_endpoints: Sequence[str] | str,
         catch_up: CatchUp,
         *,
         idle_timeout: float | None = None,
@@ -138,7 +149,10 @@ class Subscription(_ClosingIterator):
     ) -> None:
         self._connection = connection
         self._context = context
-        self._feed_endpoint = feed_endpoint
+        self._feeds = connection.endpoints.feeds(feed_endpoints, "feed endpoint")
+        self._feed_endpoint = ""
+        self.switches = 0
+        """How many times the subscription moved to another server's feed."""
         self._catch_up = catch_up
         self._idle_timeout = idle_timeout
         self._feed_options = dict(feed_options or {})
@@ -160,8 +174,27 @@ class Subscription(_ClosingIterator):
         for option, value in self._feed_options.items():
             sub.setsockopt(option, value)
         sub.setsockopt(zmq.SUBSCRIBE, self._catch_up.topic)
+        self._feed_endpoint = self._connection.endpoints.feed(self._feeds)
         sub.connect(self._feed_endpoint)
         return sub
+
+    def _follow_server(self, sub: zmq.Socket[bytes]) -> zmq.Socket[bytes]:
+        """``sub``, or a SUB socket on the current server's feed if the client failed over."""
+        if self._connection.endpoints.feed(self._feeds) == self._feed_endpoint:
+            return sub
+        previous = self._feed_endpoint
+        sub.close()
+        # Subscribe first, then refill from the store, like at the start.
+        sub = self._open_feed()
+        self._catch_up.on_feed_switched()
+        self.switches += 1
+        log.warning("subscription moves from feed %s to %s", previous, self._feed_endpoint)
+        return sub
+
+    def _probe(self) -> None:
+        """Check that the current server answers; failing over if it does not."""
+        operation = PingOperation()
+        operation.result(self._connection.call(operation.frames))
 
     def _history(self) -> Generator[RecordedEvent, None, None]:
         catch_up = self._catch_up
@@ -184,7 +217,9 @@ class Subscription(_ClosingIterator):
         try:
             waiting_since = time.monotonic()
             quiet_since = waiting_since
+            probed_at = waiting_since
             while True:
+                sub = self._follow_server(sub)
                 if catch_up.reading:
                     for past in self._history():
                         yield past
@@ -197,7 +232,7 @@ class Subscription(_ClosingIterator):
                     deadline = min(deadline, waiting_since + self._idle_timeout)
                 if sub.poll(max(0, int((deadline - now) * 1000)), zmq.POLLIN):
                     event = catch_up.on_feed_message(sub.recv_multipart())
-                    quiet_since = time.monotonic()
+                    quiet_since = probed_at = time.monotonic()
                     if event is not None:
                         yield event
                         waiting_since = time.monotonic()
@@ -206,7 +241,10 @@ class Subscription(_ClosingIterator):
                 if self._idle_timeout is not None and now - waiting_since >= self._idle_timeout:
                     return
                 if now - quiet_since >= QUIET_INTERVAL:
-                    catch_up.on_quiet()
+                    several = self._connection.endpoints.several
+                    if not catch_up.on_quiet() and several and now - probed_at >= PROBE_INTERVAL:
+                        self._probe()
+                        probed_at = time.monotonic()
                     quiet_since = now
         finally:
             sub.close()

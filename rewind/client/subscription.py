@@ -38,10 +38,14 @@ from rewind.client.reads import ReadEnd, ReadSpec
 from rewind.model import RecordedEvent
 from rewind.protocol import v2
 
-__all__ = ["QUIET_INTERVAL", "CatchUp", "Verdict"]
+__all__ = ["PROBE_INTERVAL", "QUIET_INTERVAL", "CatchUp", "Verdict"]
 
 QUIET_INTERVAL = 0.5
 """Seconds of feed silence after which the history is checked once more."""
+
+PROBE_INTERVAL = 1.0
+"""With several servers: seconds of feed silence after which the client checks
+that its server still answers (a stopped server's feed is silent too)."""
 
 
 class Verdict(enum.Enum):
@@ -176,6 +180,18 @@ class CatchUp:
         if event is None or self.on_feed_event(event) is not Verdict.DELIVER:
             return None
         return event
+
+    def on_feed_switched(self) -> None:
+        """The subscription now listens to another server's feed (the client failed over).
+
+        That feed carries the same events at the same positions, but what was
+        published while no feed was heard is missing: read the history from
+        the checkpoint, and once more after the next quiet spell, because
+        the new SUB socket may reach its server only after that read.
+        """
+        self.reading = True
+        self._quiet_check_due = True
+        self._checking = False
 
     def on_quiet(self) -> bool:
         """The feed was quiet for :data:`QUIET_INTERVAL`; return whether to read history.

@@ -12,8 +12,9 @@ from typing import Any
 
 import zmq
 
-from rewind.client.connection import Connection
+from rewind.client.connection import Connection, backoff, timeout_message
 from rewind.client.curve import CurveKeys, prepare
+from rewind.client.endpoints import EndpointList, Endpoints
 from rewind.client.errors import ProtocolError, RequestTimeout, ServerError
 from rewind.client.models import AppendResult, EventData, ServerInfo
 from rewind.client.operations import (
@@ -26,7 +27,7 @@ from rewind.client.operations import (
 )
 from rewind.client.readers import EventReader, Subscription
 from rewind.client.reads import read_all_spec, read_stream_spec
-from rewind.client.subscription import CatchUp
+from rewind.client.subscription import PROBE_INTERVAL, CatchUp
 from rewind.model import ANY_VERSION, StreamInfo
 from rewind.protocol import seed, v2
 
@@ -77,28 +78,57 @@ class Client:
 
     ``curve`` (:class:`~rewind.client.CurveKeys`) connects every socket of
     the client with CURVE, to a server that has it on.
+
+    **Several servers.** Servers sharing one store (see "Several servers on
+    one store" in ``docs/operations.md``) can all be given, as a list or one
+    comma-separated string: ``Client(["tcp://a:9090", "tcp://b:9090"],
+    v2_streaming_endpoint=["tcp://a:9092", "tcp://b:9092"])``, the feed
+    endpoints (``streaming_endpoint``, ``v2_streaming_endpoint``) one per
+    server in the same order (or a single one for all). Requests go to one
+    server while it answers; a request that times out or is answered
+    ``UNAVAILABLE`` is retried on the next one (round robin, logged as a
+    warning on the ``rewind.client`` logger), which then stays current.
+    Reads resume there where they stood, appends are retried there safely
+    (same event ids), and subscriptions and :meth:`follow` move to that
+    server's feed, reading from the store what they may have missed. Set
+    ``retries`` to at least the number of servers - 1 so that every server
+    is tried. The seed :meth:`publish` is still never retried; after a
+    timeout the next call goes to the next server.
     """
 
     def __init__(
         self,
-        query_endpoint: str = DEFAULT_QUERY_ENDPOINT,
-        streaming_endpoint: str = DEFAULT_STREAMING_ENDPOINT,
+        query_endpoint: EndpointList = DEFAULT_QUERY_ENDPOINT,
+        streaming_endpoint: EndpointList = DEFAULT_STREAMING_ENDPOINT,
         *,
-        v2_streaming_endpoint: str = DEFAULT_V2_STREAMING_ENDPOINT,
+        v2_streaming_endpoint: EndpointList = DEFAULT_V2_STREAMING_ENDPOINT,
         timeout: float | None = 5.0,
         retries: int = 2,
         context: zmq.Context[Any] | None = None,
         curve: CurveKeys | None = None,
     ) -> None:
+        self._endpoints = Endpoints(query_endpoint)
         self.query_endpoint = query_endpoint
+        """The query endpoint(s) as given."""
+        self.query_endpoints = self._endpoints.all
+        """Every query endpoint, in failover order."""
         self.streaming_endpoint = streaming_endpoint
         self.v2_streaming_endpoint = v2_streaming_endpoint
+        self._seed_feeds = self._endpoints.feeds(streaming_endpoint, "streaming endpoint")
+        self._v2_feeds = self._endpoints.feeds(v2_streaming_endpoint, "v2 streaming endpoint")
         self.timeout = timeout
         self.retries = retries
         self.curve = curve
         self._context = context or zmq.Context.instance()
         self._req: zmq.Socket[bytes] | None = None
+        self._req_endpoint = ""
+        self._seed_feed = ""
         self._connection: Connection | None = None
+
+    @property
+    def current_endpoint(self) -> str:
+        """The query endpoint requests go to now (changes when the client fails over)."""
+        return self._endpoints.current
 
     # Rewind v2 ---------------------------------------------------------------------
 
@@ -253,7 +283,7 @@ class Client:
         return Subscription(
             self._v2(),
             self._context,
-            self.v2_streaming_endpoint,
+            self._v2_feeds,
             catch_up,
             idle_timeout=idle_timeout,
             feed_options=feed_options,
@@ -263,7 +293,7 @@ class Client:
         if self._connection is None:
             self._connection = Connection(
                 self._context,
-                self.query_endpoint,
+                self._endpoints,
                 timeout=self.timeout,
                 retries=self.retries,
                 curve=self.curve,
@@ -273,7 +303,13 @@ class Client:
     # Seed protocol -----------------------------------------------------------------
 
     def publish(self, data: bytes) -> None:
-        """Append ``data`` as a new event; returns once the server has stored it durably."""
+        """Append ``data`` as a new event; returns once the server has stored it durably.
+
+        Never retried, also not on another server: the seed protocol cannot
+        tell a repeat from a new event. After a :class:`RequestTimeout` the
+        event may or may not be stored, and the next request goes to the
+        next server if the client has several.
+        """
         if not isinstance(data, bytes):
             raise TypeError(f"event data must be bytes, not {type(data).__name__}")
         reply = self._request(seed.encode_publish(data), retry=False)
@@ -324,10 +360,7 @@ class Client:
         repeated. With ``idle_timeout`` the iteration ends after that many
         seconds without a new event.
         """
-        sub = self._context.socket(zmq.SUB)
-        prepare(sub, self.curve)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(self.streaming_endpoint)
+        sub = self._open_seed_feed()
         try:
             # Subscribe before reading history: whatever commits meanwhile is
             # buffered on the socket instead of falling between the two.
@@ -339,10 +372,32 @@ class Client:
                 for event in self.query(from_id=after):
                     last = event.id
                     yield event
-            idle_ms = None if idle_timeout is None else int(idle_timeout * 1000)
+            waiting_since = time.monotonic()
             while True:
-                if not sub.poll(idle_ms, zmq.POLLIN):
-                    return
+                if self._endpoints.feed(self._seed_feeds) != self._seed_feed:
+                    # The client failed over: every server's feed carries the
+                    # same chain, so move to the new server's and fetch what
+                    # was published meanwhile.
+                    previous_feed = self._seed_feed
+                    sub.close()
+                    sub = self._open_seed_feed()
+                    log.warning("follow moves from feed %s to %s", previous_feed, self._seed_feed)
+                    if synced:
+                        for missed in self.query(from_id=last):
+                            last = missed.id
+                            yield missed
+                            waiting_since = time.monotonic()
+                wait = PROBE_INTERVAL if self._endpoints.several else None
+                if idle_timeout is not None:
+                    remaining = waiting_since + idle_timeout - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    wait = remaining if wait is None else min(wait, remaining)
+                if not sub.poll(None if wait is None else max(1, int(wait * 1000)), zmq.POLLIN):
+                    if self._endpoints.several:
+                        # A stopped server's feed is silent too: check it answers.
+                        self.ping()
+                    continue
                 try:
                     raw_id, raw_previous, data = seed.decode_stream_message(sub.recv_multipart())
                 except ValueError as exc:
@@ -363,8 +418,17 @@ class Client:
                     for missed in self._catch_up(last, event_id):
                         last = missed.id
                         yield missed
+                waiting_since = time.monotonic()
         finally:
             sub.close()
+
+    def _open_seed_feed(self) -> zmq.Socket[bytes]:
+        sub: zmq.Socket[bytes] = self._context.socket(zmq.SUB)
+        prepare(sub, self.curve)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._seed_feed = self._endpoints.feed(self._seed_feeds)
+        sub.connect(self._seed_feed)
+        return sub
 
     def _catch_up(self, last: str | None, through: str) -> Iterator[Event]:
         try:
@@ -386,25 +450,22 @@ class Client:
             if sock.poll(timeout_ms, zmq.POLLIN):
                 reply: list[bytes] = sock.recv_multipart()
                 return reply
-            # A REQ socket that missed its reply is stuck; start afresh.
+            # A REQ socket that missed its reply is stuck; start afresh, and
+            # (a publish too, though it is not retried) on the next server.
             self._discard_socket()
+            self._endpoints.fail_over("no reply")
             if attempt + 1 < attempts:
-                log.info("no reply from %s, retrying", self.query_endpoint)
-                time.sleep(min(0.1 * 2**attempt, 1.0))
-        raise RequestTimeout(
-            f"no reply from {self.query_endpoint} "
-            + (
-                f"to {attempts} attempts of {self.timeout} s each"
-                if attempts > 1
-                else f"within {self.timeout} s"
-            )
-        )
+                time.sleep(backoff(attempt))
+        raise RequestTimeout(timeout_message(self._endpoints, attempts, self.timeout))
 
     def _socket(self) -> zmq.Socket[bytes]:
+        if self._req is not None and self._req_endpoint != self._endpoints.current:
+            self._discard_socket()  # the client failed over meanwhile
         if self._req is None:
             self._req = self._context.socket(zmq.REQ)
             prepare(self._req, self.curve)
-            self._req.connect(self.query_endpoint)
+            self._req_endpoint = self._endpoints.current
+            self._req.connect(self._req_endpoint)
         return self._req
 
     def _discard_socket(self) -> None:
