@@ -25,14 +25,21 @@ from psycopg.rows import TupleRow
 from rewind.errors import StorageError
 from rewind.storage.postgres_schema import quote_identifier
 
-__all__ = ["RECONNECT_INTERVAL_S", "CommitListener", "notify_channel"]
+__all__ = ["MAX_RECONNECT_INTERVAL_S", "RECONNECT_INTERVAL_S", "CommitListener", "notify_channel"]
 
 log = logging.getLogger("rewind.storage")
 
 Connection = psycopg.Connection[TupleRow]
 
 RECONNECT_INTERVAL_S = 1.0
-"""Least time between two attempts to open the listening connection again."""
+"""Time before the first attempt to open a lost listening connection again."""
+
+MAX_RECONNECT_INTERVAL_S = 30.0
+"""Longest time between two attempts: each failed one doubles the wait up to this.
+
+An attempt runs on the server's loop and may block it for up to the connect
+timeout when the host does not answer, so a long outage must not cost that often.
+"""
 
 _UNKNOWN_POSITION = 2**63 - 1
 """What a notification whose payload is not a position stands for: anything may be new."""
@@ -52,9 +59,9 @@ class CommitListener:
     """One connection listening for the commits of one schema's store.
 
     Used by one thread (the server's loop). :meth:`fileno` opens the
-    connection when there is none (at most once per
-    :data:`RECONNECT_INTERVAL_S`); :meth:`take` reads what arrived without
-    blocking.
+    connection when there is none (waiting :data:`RECONNECT_INTERVAL_S`
+    after a loss, and twice as long after each failed attempt);
+    :meth:`take` reads what arrived without blocking.
     """
 
     def __init__(self, connect: Callable[[], Connection], channel: str) -> None:
@@ -62,6 +69,7 @@ class CommitListener:
         self._listen = f"LISTEN {quote_identifier(channel)}"
         self._db: Connection | None = None
         self._retry_at = 0.0
+        self._retry_delay = RECONNECT_INTERVAL_S
         self._missed = False
         self._down_reported = False
         self._closed = False
@@ -114,7 +122,8 @@ class CommitListener:
         except (StorageError, psycopg.Error) as exc:
             if db is not None:
                 db.close()
-            self._retry_at = time.monotonic() + RECONNECT_INTERVAL_S
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, MAX_RECONNECT_INTERVAL_S)
             if not self._down_reported:
                 self._down_reported = True
                 log.warning(
@@ -127,6 +136,7 @@ class CommitListener:
             log.info("listening for other servers' commits again")
         self._db = db
         self._missed = True
+        self._retry_delay = RECONNECT_INTERVAL_S
 
     def _drop(self) -> None:
         if self._db is not None:
