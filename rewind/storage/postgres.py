@@ -332,7 +332,12 @@ class PostgresStore(EventStore):
                     cursor.execute("COMMIT")
         except psycopg.Error as exc:
             lost = _connection_lost(exc, db)
-            if lost and committing:
+            # An error PostgreSQL reported (it has a SQLSTATE) means the
+            # statement failed and the transaction with it. One raised by the
+            # driver itself while COMMIT was on its way (a pipeline cut off
+            # mid-flight: "cannot exit pipeline mode while busy") says nothing
+            # about the commit: only asking can tell.
+            if committing and (lost or exc.sqlstate is None):
                 raise _CommitUnknown(exc, results, new_events[0] if new_events else None) from exc
             if not lost:
                 _roll_back(db)
