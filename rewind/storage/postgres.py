@@ -32,7 +32,7 @@ and Rewind would have acknowledged it too.
 **Connections.** One connection appends (the server's writer thread), one
 reads and one listens (both the server's loop thread); each is used by one
 thread at a time.
-Either is opened again by the next call after it is lost, so a PostgreSQL
+Each is opened again by the next call after it is lost, so a PostgreSQL
 restart costs the calls made while it is down (they raise
 :class:`~rewind.errors.StoreUnavailableError`) and nothing more. A read, or an
 append whose connection turns out to have been lost before its transaction
