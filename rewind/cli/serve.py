@@ -19,6 +19,8 @@ LIMIT_FLAGS = {
     "pub-high-water-mark": "feed messages queued per subscriber before dropping (default 1000)",
     "read-idle-timeout": "seconds a streamed read may wait on its client before it is closed "
     "(default 600)",
+    "feed-poll-interval-ms": "how often the feeds look for other servers' commits to a shared "
+    "store; PostgreSQL announces them at once, this is the fallback (default 100)",
 }
 
 

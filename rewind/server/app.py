@@ -74,7 +74,7 @@ LINGER_MS = 2000
 """How long closing sockets may spend flushing replies already queued."""
 
 POLL_INTERVAL_MS = 100
-"""Longest the loop sleeps: it then looks for events other writers committed to the store."""
+"""Longest the loop sleeps (closing idle reads, reopening the store's listening connection)."""
 BLOCKED_RETRY_MS = 10
 """How soon to retry a streamed read whose client's queue was full."""
 
@@ -136,6 +136,7 @@ class Server:
         self._queues: dict[Routing, deque[Slot]] = {}
         self._reads = OpenReads(config.read_idle_timeout)
         self._next_catch_up = 0.0
+        self._commit_wakeup_fd: int | None = None
         self._sessions_blocked = False
         self._sessions_busy = False
         self.query_endpoints: list[str] = []
@@ -261,6 +262,7 @@ class Server:
             poller.register(commits, zmq.POLLIN)
         for publisher in self._publishers:
             poller.register(publisher, zmq.POLLIN)  # subscriptions coming and going
+        self._watch_other_commits(poller)
         while not self._stop_requested:
             if self._sessions_busy:
                 timeout = 0
@@ -280,16 +282,45 @@ class Server:
             if self._reads:
                 self._pump_sessions()
                 self._close_idle_reads()
+            if self._commit_wakeup_fd is not None and self._commit_wakeup_fd in ready:
+                self._take_commit_wakeups()
             self._catch_up_feeds()
+            self._watch_other_commits(poller)
         self._finish_in_flight()
         log.info("stopped serving")
 
+    def _watch_other_commits(self, poller: zmq.Poller) -> None:
+        """Watch the store's commit wake-up socket, which may change from turn to turn."""
+        assert self._store is not None
+        fd = self._store.commit_wakeup_fd()
+        if fd == self._commit_wakeup_fd:
+            return
+        if self._commit_wakeup_fd is not None:
+            poller.unregister(self._commit_wakeup_fd)
+        self._commit_wakeup_fd = fd
+        if fd is not None:
+            poller.register(fd, zmq.POLLIN)
+            # Commits made while nothing was listening were not announced.
+            self._next_catch_up = 0.0
+
+    def _take_commit_wakeups(self) -> None:
+        """Catch the feeds up at once if another server committed what they have not sent."""
+        assert self._store is not None and self._feeds is not None
+        # Announcements of this server's own commits name positions the
+        # feeds have sent already, and cost no read.
+        if self._store.take_commit_wakeups(self._feeds.head):
+            self._next_catch_up = 0.0
+
     def _catch_up_feeds(self) -> None:
-        """Broadcast what other servers sharing the store committed, every poll interval."""
+        """Broadcast what other servers sharing the store committed.
+
+        Every ``feed-poll-interval-ms`` in any case, and at once when the
+        store announces a commit the feeds have not sent.
+        """
         now = time.monotonic()
         if now < self._next_catch_up:
             return
-        self._next_catch_up = now + POLL_INTERVAL_MS / 1000
+        self._next_catch_up = now + self.config.feed_poll_interval_ms / 1000
         assert self._feeds is not None and self._store is not None
         try:
             self._feeds.catch_up(self._store)

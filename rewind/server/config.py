@@ -34,6 +34,7 @@ DEFAULT_MAX_STREAM_NAME_BYTES = 1024
 """The protocol's own bound on names (see ``docs/protocol.md``); lower it, never raise it."""
 DEFAULT_PUB_HIGH_WATER_MARK = 1_000
 DEFAULT_READ_IDLE_TIMEOUT = 600
+DEFAULT_FEED_POLL_INTERVAL_MS = 100
 
 _ENDPOINT = re.compile(r"^(tcp|ipc|inproc|ws|wss)://\S+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -60,6 +61,12 @@ class ServerConfig:
     """Feed messages queued per subscriber before the feed drops that subscriber's."""
     read_idle_timeout: int = DEFAULT_READ_IDLE_TIMEOUT
     """Seconds an open read may go without sending or receiving credit before it is closed."""
+    feed_poll_interval_ms: int = DEFAULT_FEED_POLL_INTERVAL_MS
+    """How often the feeds look for events other servers sharing the store committed.
+
+    A store that announces commits (PostgreSQL) wakes the feeds at once; this
+    poll is the fallback for announcements missed.
+    """
 
     def __post_init__(self) -> None:
         if self.max_event_bytes > self.max_message_bytes:
@@ -204,6 +211,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, object], Any]]] = {
     ),
     "pub-high-water-mark": ("pub_high_water_mark", _bounded_integer(1, 10_000_000)),
     "read-idle-timeout": ("read_idle_timeout", _bounded_integer(1, 86_400)),
+    "feed-poll-interval-ms": ("feed_poll_interval_ms", _bounded_integer(1, 3_600_000)),
     "curve-secret-key": ("curve_secret_key", _curve_secret_key),
     "curve-allowed-keys": ("curve_allowed_keys", _curve_key_directory),
     "curve-read-only-keys": ("curve_read_only_keys", _curve_key_directory),

@@ -135,6 +135,26 @@ class EventStore(ABC):
         ``after`` of the next.
         """
 
+    def commit_wakeup_fd(self) -> int | None:
+        """A socket that turns readable when another writer may have committed, or ``None``.
+
+        For stores several servers share: the server watches it and calls
+        :meth:`take_commit_wakeups` when it is readable, instead of waiting
+        for its next poll. The socket may change (a connection opened
+        again), so the caller asks again after each turn; ``None`` means
+        there is none (now, or ever: the default), and polling must do.
+        """
+        return None
+
+    def take_commit_wakeups(self, after: int) -> bool:
+        """Without blocking, take what arrived on :meth:`commit_wakeup_fd`.
+
+        ``True`` when a commit beyond position ``after`` was announced, or
+        announcements may have been missed; the caller should then read what
+        is new. ``False`` when nothing it has not seen was announced.
+        """
+        return False
+
     @abstractmethod
     def close(self) -> None:
         """Release the store's resources. Idempotent."""

@@ -18,13 +18,21 @@ that is the fastest of the ways measured (``executemany``, a multi-row
 ``INSERT``, ``INSERT … SELECT unnest(…)``), and for a single event none of
 them is measurably faster.
 
+**Notifications.** Every append transaction that stores events also sends
+one ``NOTIFY`` on the schema's channel, carrying the new head position; it is
+delivered when the transaction commits, and never if it does not. A third
+connection listens on that channel (see :mod:`rewind.storage.postgres_listen`)
+so that a server hears of the other servers' commits at once
+(:meth:`PostgresStore.commit_wakeup_fd`).
+
 **Durability.** The store refuses a connection whose ``synchronous_commit`` is
 ``off``: a commit PostgreSQL has acknowledged could then be lost in a crash,
 and Rewind would have acknowledged it too.
 
-**Connections.** One connection appends (the server's writer thread) and one
-reads (the server's loop thread); each is used by one thread at a time.
-Either is opened again by the next call after it is lost, so a PostgreSQL
+**Connections.** One connection appends (the server's writer thread), one
+reads and one listens (both the server's loop thread); each is used by one
+thread at a time.
+Each is opened again by the next call after it is lost, so a PostgreSQL
 restart costs the calls made while it is down (they raise
 :class:`~rewind.errors.StoreUnavailableError`) and nothing more. A read, or an
 append whose connection turns out to have been lost before its transaction
@@ -63,6 +71,7 @@ from rewind.errors import (
 from rewind.model import AppendRequest, RecordedEvent, StreamInfo
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
+from rewind.storage.postgres_listen import CommitListener, notify_channel
 from rewind.storage.postgres_schema import (
     DEFAULT_SCHEMA,
     EVENT_ID_CONSTRAINT,
@@ -157,12 +166,15 @@ class PostgresStore(EventStore):
         self._sql = Statements(schema)
         self._lock_key = lock_key(schema)
         self._closed = False
+        self._channel = notify_channel(schema)
         self._writer = _Link(self._connect_writer)
         self._reader = _Link(self._connect)
+        self._listener = CommitListener(self._connect_listener, self._channel)
         try:
             db, _ = self._writer.get()
             migrate(db, schema)
             self._reader.get()
+            self._listener.fileno()  # opened now, so the first commits are heard
         except psycopg.Error as exc:
             self.close()
             raise StoreUnavailableError(
@@ -177,6 +189,16 @@ class PostgresStore(EventStore):
     def _connect(self) -> Connection:
         try:
             return psycopg.connect(self._conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
+
+    def _connect_listener(self) -> Connection:
+        # Named apart, so the listening session can be told from the others.
+        name = conninfo_to_dict(self._conninfo).get("application_name") or "rewind"
+        try:
+            return psycopg.connect(
+                self._conninfo, autocommit=True, application_name=f"{name} listener"
+            )
         except psycopg.Error as exc:
             raise StoreUnavailableError(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
 
@@ -298,10 +320,24 @@ class PostgresStore(EventStore):
                         for event in new_events:
                             copy.write_row(event)
                 committing = True
-                cursor.execute("COMMIT")
+                if new_events:
+                    # Delivered at the commit, in the same round trip: one
+                    # notification per transaction, however many events.
+                    with db.pipeline():
+                        cursor.execute(
+                            self._sql.notify, (self._channel, str(new_events[-1].position))
+                        )
+                        cursor.execute("COMMIT")
+                else:
+                    cursor.execute("COMMIT")
         except psycopg.Error as exc:
             lost = _connection_lost(exc, db)
-            if lost and committing:
+            # An error PostgreSQL reported (it has a SQLSTATE) means the
+            # statement failed and the transaction with it. One raised by the
+            # driver itself while COMMIT was on its way (a pipeline cut off
+            # mid-flight: "cannot exit pipeline mode while busy") says nothing
+            # about the commit: only asking can tell.
+            if committing and (lost or exc.sqlstate is None):
                 raise _CommitUnknown(exc, results, new_events[0] if new_events else None) from exc
             if not lost:
                 _roll_back(db)
@@ -500,9 +536,22 @@ class PostgresStore(EventStore):
                 raise StoreUnavailableError(f"read failed: {_one_line(exc)}") from exc
             raise StorageError(f"read failed: {_one_line(exc)}") from exc
 
+    # Hearing of other servers' commits -----------------------------------------------
+
+    def commit_wakeup_fd(self) -> int | None:
+        if self._closed:
+            return None
+        return self._listener.fileno()
+
+    def take_commit_wakeups(self, after: int) -> bool:
+        if self._closed:
+            return False
+        return self._listener.take(after)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._listener.close()
             self._reader.drop()
             self._writer.drop()
 

@@ -36,6 +36,7 @@ class Statements:
             f"SELECT {COLUMNS} FROM unnest(%b::uuid[]) AS ids(id) "
             f"CROSS JOIN LATERAL (SELECT * FROM {events} WHERE event_id = ids.id) AS found"
         )
+        self.notify = "SELECT pg_notify(%s, %s)"
         self.copy = f"COPY {events} ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
         # Reads; each is one statement, so it sees one committed state.
         self.position_of = f"SELECT position FROM {events} WHERE event_id = %s"
