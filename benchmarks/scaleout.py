@@ -53,6 +53,10 @@ READ_RATIO = 1.5
 WARMUP_APPENDS = 50
 BARRIER_TIMEOUT = 120.0
 RESULT_TIMEOUT = 300.0
+SETTLE_LIMIT = 10.0
+SETTLE_SAMPLE = 0.1
+IDLE_SHARE = 0.05
+"""A server using less than this share of a core is idle."""
 
 
 # The client processes ------------------------------------------------------------------
@@ -81,6 +85,11 @@ class Outcome:
     events: int
     started: float
     finished: float
+    cpu: float = 0.0
+    """CPU seconds the client itself used between start and finish."""
+    busy_started: float = 0.0
+    """:func:`machine_busy` at the start and at the finish."""
+    busy_finished: float = 0.0
     error: str = ""
 
 
@@ -104,22 +113,27 @@ def client_worker(jobs: Any, outcomes: Any, barrier: Any, payload_size: int) -> 
             except Exception as exc:  # Reported to the parent, which fails the row.
                 # Breaking the barrier frees the other clients at once.
                 barrier.abort()
-                outcomes.put(Outcome(0, 0.0, 0.0, f"{type(exc).__name__}: {exc}"))
+                outcomes.put(Outcome(0, 0.0, 0.0, error=f"{type(exc).__name__}: {exc}"))
     finally:
         context.destroy(linger=0)
 
 
 def _run_job(socket: zmq.Socket[bytes], job: Job, payload: bytes, barrier: Any) -> Outcome:
-    if job.kind == "read":
-        barrier.wait(BARRIER_TIMEOUT)
-        started = time.monotonic()
-        stream_read(socket, 1, 1, job.requests, job.read_batch, job.read_credit)
-        return Outcome(job.requests, started, time.monotonic())
-    requests = append_requests(job.tag, job.requests, job.events_each, payload)
+    requests: list[list[bytes]] = []
+    if job.kind != "read":
+        requests = append_requests(job.tag, job.requests, job.events_each, payload)
     barrier.wait(BARRIER_TIMEOUT)
+    busy_started, cpu_started = machine_busy(), time.process_time()
     started = time.monotonic()
-    pipeline(socket, requests, job.window, wire.APPENDED)
-    return Outcome(job.requests * job.events_each, started, time.monotonic())
+    if job.kind == "read":
+        stream_read(socket, 1, 1, job.requests, job.read_batch, job.read_credit)
+        events = job.requests
+    else:
+        pipeline(socket, requests, job.window, wire.APPENDED)
+        events = job.requests * job.events_each
+    finished = time.monotonic()
+    cpu = time.process_time() - cpu_started
+    return Outcome(events, started, finished, cpu, busy_started, machine_busy())
 
 
 class ClientPool:
@@ -141,16 +155,15 @@ class ClientPool:
         for process in self._processes:
             process.start()
 
-    def run(self, jobs: Sequence[Job]) -> tuple[int, float]:
-        """Run one job per client at once; return the events handled and the seconds taken."""
+    def run(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """Run one job per client at once; return what each did."""
         for queue_, job in zip(self._jobs, jobs, strict=True):
             queue_.put(job)
         outcomes = [self._outcomes.get(timeout=RESULT_TIMEOUT) for _ in jobs]
         errors = [outcome.error for outcome in outcomes if outcome.error]
         if errors:
             raise RuntimeError(f"{len(errors)} clients failed, first: {errors[0]}")
-        seconds = max(o.finished for o in outcomes) - min(o.started for o in outcomes)
-        return sum(o.events for o in outcomes), seconds
+        return outcomes
 
     def close(self) -> None:
         """Let every client finish and exit; kill any that will not."""
@@ -179,7 +192,7 @@ def _postgres_cpu() -> float:
     return total
 
 
-def _machine_busy() -> float:
+def machine_busy() -> float:
     """CPU seconds the whole machine has spent busy, over all cores."""
     times = psutil.cpu_times()
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
@@ -193,24 +206,51 @@ class Phase:
     server_cpu_us: float
     """Server CPU per event, summed over the configuration's servers."""
     postgres_cpu_us: float
+    client_cpu_us: float
+    """The three client processes' CPU per event."""
     busy: float
     """Share of the machine's CPU capacity in use during the phase (0-1)."""
+    per_commit: float = 0.0
+    """Events per group commit (appends only)."""
+
+
+def _settle(pids: Sequence[int]) -> None:
+    """Wait until the servers are idle: they may still be broadcasting the last phase's events.
+
+    Each server of a shared schema sends on its feeds the events the others
+    committed, a little after they did; that work belongs to the phase before.
+    """
+    deadline = time.monotonic() + SETTLE_LIMIT
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(pid) for pid in pids]
+        time.sleep(SETTLE_SAMPLE)
+        used = max(cpu_seconds(pid) - was for pid, was in zip(pids, before, strict=True))
+        if used < IDLE_SHARE * SETTLE_SAMPLE:
+            return
 
 
 def _measure_phase(
     pool: ClientPool, jobs: Sequence[Job], servers: Sequence[ServerProcess]
 ) -> Phase:
     pids = [server.process.pid for server in servers if server.process is not None]
+    _settle(pids)
     server_before = sum(cpu_seconds(pid) for pid in pids)
     postgres_before = _postgres_cpu()
-    busy_before = _machine_busy()
-    wall_before = time.monotonic()
-    events, seconds = pool.run(jobs)
-    wall = time.monotonic() - wall_before
+    outcomes = pool.run(jobs)
+    events = sum(o.events for o in outcomes)
+    seconds = max(o.finished for o in outcomes) - min(o.started for o in outcomes)
+    busy_seconds = max(o.busy_finished for o in outcomes) - min(o.busy_started for o in outcomes)
     server_cpu = sum(cpu_seconds(pid) for pid in pids) - server_before
+    client_cpu = sum(o.cpu for o in outcomes)
     postgres_cpu = _postgres_cpu() - postgres_before
-    busy = (_machine_busy() - busy_before) / (wall * (os.cpu_count() or 1))
-    return Phase(events / seconds, server_cpu / events * 1e6, postgres_cpu / events * 1e6, busy)
+    busy = busy_seconds / (seconds * (os.cpu_count() or 1))
+    return Phase(
+        events / seconds,
+        server_cpu / events * 1e6,
+        postgres_cpu / events * 1e6,
+        client_cpu / events * 1e6,
+        busy,
+    )
 
 
 # The rows ------------------------------------------------------------------------------
@@ -270,7 +310,27 @@ def scaleout_rows(run: Run) -> list[Row]:
         stored = CLIENTS * (WARMUP_APPENDS + singles + batches * s.append_batch)
         run.progress(f"{CLIENTS} READ_ALLs of {count_label(stored)} through 1 and {SERVERS}")
         phases["read"] = each(Job("read", "", "", stored, 1, 1, s.read_batch, s.read_credit))
+        for kind in ("single", "batch"):
+            for name, schema in schemas.items():
+                phases[kind][name].per_commit = _events_per_commit(schema, kind)
     return _rows(run, phases, singles * CLIENTS, batches * CLIENTS, stored)
+
+
+def _events_per_commit(schema: str, kind: str) -> float:
+    """Mean events per group commit in a phase's streams.
+
+    Every event of one commit carries the commit's time, and commit times
+    never repeat (rarely, two commits in one microsecond count as one).
+    """
+    import psycopg
+
+    with psycopg.connect(_base_url()) as db:
+        row = db.execute(
+            f'SELECT count(*), count(DISTINCT recorded_at) FROM "{schema}".events '
+            "WHERE stream LIKE %s",
+            (f"{kind}-%",),
+        ).fetchone()
+    return row[0] / row[1] if row and row[1] else 0.0
 
 
 def _rows(
@@ -281,10 +341,16 @@ def _rows(
     for key, phase in (("12a", "single"), ("12b", "batch"), ("12c", "read")):
         one, three = phases[phase]["one"], phases[phase]["three"]
         run.notes.append(
-            f"row {key}: server CPU per event {three.server_cpu_us:.1f} µs summed over "
-            f"{SERVERS} servers, {one.server_cpu_us:.1f} µs on one; PostgreSQL "
-            f"{three.postgres_cpu_us:.1f} µs and {one.postgres_cpu_us:.1f} µs; "
-            f"the {cpus} CPUs were {three.busy:.0%} and {one.busy:.0%} busy"
+            f"row {key}: CPU per event through {SERVERS} servers (through 1): servers "
+            f"{three.server_cpu_us:.1f} µs ({one.server_cpu_us:.1f}), PostgreSQL "
+            f"{three.postgres_cpu_us:.1f} µs ({one.postgres_cpu_us:.1f}), clients "
+            f"{three.client_cpu_us:.1f} µs ({one.client_cpu_us:.1f}); the {cpus} CPUs were "
+            f"{three.busy:.0%} ({one.busy:.0%}) busy"
+            + (
+                f"; {three.per_commit:.0f} ({one.per_commit:.0f}) events per commit"
+                if phase != "read"
+                else ""
+            )
         )
     baseline = f"1 server, same {CLIENTS} clients"
     clients_on = f"{CLIENTS} clients on {SERVERS} servers, 1 postgresql: schema"
@@ -329,7 +395,9 @@ def _details(phase: dict[str, Phase]) -> dict[str, Any]:
             "rate": measured.rate,
             "server_cpu_us_per_event": measured.server_cpu_us,
             "postgres_cpu_us_per_event": measured.postgres_cpu_us,
+            "client_cpu_us_per_event": measured.client_cpu_us,
             "machine_busy": measured.busy,
+            "events_per_commit": measured.per_commit,
         }
         for name, measured in phase.items()
     }
