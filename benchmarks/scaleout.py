@@ -72,8 +72,10 @@ class Job:
     tag: str
     """Names the phase's stream, so every phase appends fresh events."""
     requests: int
+    """APPENDs to send; for a read, the events to read from position 1."""
     events_each: int
     window: int
+    """Requests kept in flight (APPENDs only)."""
     read_batch: int = 0
     read_credit: int = 0
 
