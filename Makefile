@@ -7,6 +7,7 @@ STAMP_RUNTIME := $(VENV)/.installed-runtime
 STAMP_DEV := $(VENV)/.installed-dev
 SERVE_ARGS ?=
 SOAK_CYCLES ?= 200
+SOAK_BACKEND ?= sqlite
 
 .PHONY: serve test lint bench soak clean
 
@@ -37,9 +38,10 @@ bench: $(STAMP_DEV)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # SIGKILL a loaded server SOAK_CYCLES times; REWIND_CRASH_SEED=N repeats a run.
+# SOAK_BACKEND=postgres soaks a server on a fresh PostgreSQL schema instead of SQLite.
 soak: $(STAMP_DEV)
-	REWIND_SOAK_CYCLES=$(SOAK_CYCLES) $(BIN)/python -m pytest -q -s \
-		tests/crash/test_crash_safety.py $(PYTEST_ARGS)
+	REWIND_SOAK_CYCLES=$(SOAK_CYCLES) REWIND_SOAK_BACKEND=$(SOAK_BACKEND) \
+		$(BIN)/python -m pytest -q -s tests/crash/test_crash_safety.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ from pathlib import Path
 from benchmarks.curve import curve_cost
 from benchmarks.postgres import postgres_rows
 from benchmarks.report import Row, render_table, write_json
+from benchmarks.scaleout import scaleout_rows
 from benchmarks.settings import FULL, QUICK
 from benchmarks.store import DATA_DIR
 from benchmarks.suites import Run, big_store, concurrent, single_client
@@ -32,6 +33,7 @@ ROW_NAMES = {
     "latency": "rows 9a/9b: append-to-subscriber latency on the v2 feed",
     "curve": "row 10: one client publishing with CURVE on, against CURVE off",
     "postgres": "rows 11a-11c: appends and a read through one server on postgresql:",
+    "scaleout": "rows 12a-12c: appends and reads through three servers on one postgresql: schema",
 }
 
 
@@ -96,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += curve_cost(run)
         if "postgres" in wanted:
             rows += postgres_rows(run)
+        if "scaleout" in wanted:
+            rows += scaleout_rows(run)
     elapsed = time.perf_counter() - started
 
     cpus = os.cpu_count() or 0

@@ -1,6 +1,7 @@
 """The crash harness: load a real server, SIGKILL it at random moments, check the store.
 
-One run starts ``rewind serve --storage sqlite:PATH`` and its load clients
+One run starts ``rewind serve --storage sqlite:PATH`` (or a fresh PostgreSQL
+schema, :mod:`tests.crash.backends`) and its load clients
 (:mod:`tests.crash.workers`), then repeats a kill cycle:
 
 1. let the clients write for a random 50-400 ms;
@@ -18,8 +19,10 @@ One run starts ``rewind serve --storage sqlite:PATH`` and its load clients
    (:mod:`tests.crash.checks`).
 
 After the last cycle the server is stopped, every stream is read back with
-READ_STREAM, and the SQLite file is opened directly: ``PRAGMA
-integrity_check`` must pass and its rows must be what the server returned.
+READ_STREAM, and the store is opened directly: the SQLite file's ``PRAGMA
+integrity_check`` must pass, or the PostgreSQL schema must keep Rewind's
+invariants (positions, stream versions, unique ids, commit times) when asked
+in SQL; either way its rows must be what the server returned.
 
 Every random choice comes from the run's seed (``REWIND_CRASH_SEED``); a
 failure names it. The thread interleaving and the moment a kill lands in a
@@ -32,7 +35,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -43,6 +45,7 @@ from typing import NoReturn
 
 from rewind.client import Client, EventData, RequestTimeout, WrongExpectedVersion
 from rewind.model import RecordedEvent
+from tests.crash.backends import Backend, SQLiteFile
 from tests.crash.checks import (
     SeedFeedChecker,
     StoreChecker,
@@ -197,16 +200,23 @@ class CrashReport:
 class CrashRun:
     """One run of the harness on a directory of its own; see the module docstring."""
 
-    def __init__(self, config: CrashConfig, directory: Path, *, storage: str | None = None) -> None:
+    def __init__(
+        self,
+        config: CrashConfig,
+        directory: Path,
+        *,
+        storage: str | None = None,
+        backend: Backend | None = None,
+    ) -> None:
         self.config = config
-        self.path = directory / "events.db"
+        self.backend = backend or SQLiteFile(directory / "events.db")
         self.rng = random.Random(config.seed)
         self.ledger = Ledger()
         self.gate = Gate()
         self.report = CrashReport(seed=config.seed)
         # Another storage URL is for showing that the harness notices a store
-        # that loses events (memory:); the file checks need sqlite:.
-        self.server = CrashServer(storage or f"sqlite:{self.path}")
+        # that loses events (memory:); the final check needs the backend's store.
+        self.server = CrashServer(storage or self.backend.storage)
         self.workers: list[Worker] = []
         self.seed_feed: FeedCollector[tuple[bytes, bytes, bytes]] | None = None
         self.v2_feed: FeedCollector[RecordedEvent] | None = None
@@ -457,7 +467,7 @@ class CrashRun:
         if code != 0:
             verdicts[0].problem(f"server exited with status {code} on SIGTERM")
         verdicts[0].problems.extend(per_stream)
-        verdicts[0].problems.extend(self._check_file(events))
+        verdicts[0].problems.extend(self.backend.check_stored(events))
         self._tally()
         self._judge(cycle, verdicts)
 
@@ -473,39 +483,6 @@ class CrashRun:
                 problems.append(f"READ_STREAM {stream!r} differs from READ_ALL")
         if sorted(self.checker.list_streams()) != sorted(streams):
             problems.append("LIST_STREAMS differs from the streams READ_ALL shows")
-        return problems
-
-    def _check_file(self, events: Sequence[RecordedEvent]) -> list[str]:
-        """Open the SQLite file after the server stopped: intact, and what was read."""
-        db = sqlite3.connect(self.path)
-        try:
-            integrity = [row[0] for row in db.execute("PRAGMA integrity_check")]
-            rows = db.execute(
-                "SELECT position, event_id, stream, version, recorded_at, event_type, "
-                "metadata, data FROM events ORDER BY position"
-            ).fetchall()
-        finally:
-            db.close()
-        problems = []
-        if integrity != ["ok"]:
-            problems.append(f"PRAGMA integrity_check: {'; '.join(integrity[:5])}")
-        read = [
-            (
-                e.position,
-                e.event_id.bytes,
-                e.stream,
-                e.version,
-                e.recorded_at_us,
-                e.event_type,
-                e.metadata,
-                e.data,
-            )
-            for e in events
-        ]
-        if rows != read:
-            problems.append(
-                f"the file holds {len(rows)} rows that differ from the {len(read)} events read"
-            )
         return problems
 
     def _tally(self) -> None:
@@ -545,11 +522,16 @@ class CrashRun:
 
 
 def run_crash_harness(
-    config: CrashConfig, directory: Path, *, storage: str | None = None
+    config: CrashConfig,
+    directory: Path,
+    *,
+    storage: str | None = None,
+    backend: Backend | None = None,
 ) -> CrashReport:
     """Run the harness in ``directory``; return its figures or raise :class:`CrashSafetyError`.
 
-    The server stores in ``directory/events.db`` unless ``storage`` names
-    another store.
+    The server stores in ``backend`` (by default the SQLite file
+    ``directory/events.db``) unless ``storage`` names another store, which
+    the final check then does not open.
     """
-    return CrashRun(config, directory, storage=storage).run()
+    return CrashRun(config, directory, storage=storage, backend=backend).run()
