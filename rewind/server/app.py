@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import signal
 import socket
 import time
@@ -48,7 +47,8 @@ from rewind.server.feeds import Feeds, SeedFeed, V2Feed
 from rewind.server.limits import Limits
 from rewind.server.open_reads import OpenReads
 from rewind.server.reads import ReadSession, V2Read
-from rewind.server.security import CurveSecurity, keys_from_config
+from rewind.server.security import CurveSecurity
+from rewind.server.sockets import ServerSockets, StartupError
 from rewind.server.writer import CommittedBatch, Committer, committer_for
 from rewind.storage import open_store
 from rewind.storage.base import AppendResult, EventStore
@@ -70,19 +70,12 @@ drops messages past a high-water mark, rather than held without bound.
 MESSAGES_PER_READ_PER_TURN = 32
 """Messages one streamed read may send per loop turn before others get a go."""
 
-LINGER_MS = 2000
-"""How long closing sockets may spend flushing replies already queued."""
-
 POLL_INTERVAL_MS = 100
 """Longest the loop sleeps (closing idle reads, reopening the store's listening connection)."""
 BLOCKED_RETRY_MS = 10
 """How soon to retry a streamed read whose client's queue was full."""
 
 Routing = tuple[bytes, ...]
-
-
-class StartupError(RewindError):
-    """The server cannot start; the message says why in one line."""
 
 
 @dataclass(slots=True, eq=False)
@@ -121,8 +114,8 @@ class Server:
         self._context = context or zmq.Context.instance()
         self._store: EventStore | None = None
         self._committer: Committer[PendingAppend] | None = None
+        self._sockets: ServerSockets | None = None
         self._router: zmq.Socket[bytes] | None = None
-        self._publishers: list[zmq.Socket[bytes]] = []
         self._feeds: Feeds | None = None
         self._security: CurveSecurity | None = None
         self._facts: v2_handler.ServerFacts | None = None
@@ -152,21 +145,12 @@ class Server:
         creating a store file; requests that arrive meanwhile simply queue.
         """
         try:
-            self._start_security()
-            self._router = self._context.socket(zmq.ROUTER)
-            # A reply to a vanished peer must fail loudly (and be dropped by
-            # us), never block the loop or vanish silently into a full queue.
-            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            self._router.setsockopt(zmq.LINGER, LINGER_MS)
-            # ZeroMQ disconnects a peer whose frame is larger, before it costs memory here.
-            self._router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
-            self.query_endpoints = self._bind(self._router, self.config.query_bind_endpoints)
-            seed_publisher, self.streaming_endpoints = self._publisher(
-                self.config.streaming_bind_endpoints
-            )
-            v2_publisher, self.v2_streaming_endpoints = self._publisher(
-                self.config.v2_streaming_bind_endpoints
-            )
+            self._sockets = ServerSockets(self.config, self._context)
+            self._router = self._sockets.router
+            self._security = self._sockets.security
+            self.query_endpoints = self._sockets.query_endpoints
+            self.streaming_endpoints = self._sockets.streaming_endpoints
+            self.v2_streaming_endpoints = self._sockets.v2_streaming_endpoints
             try:
                 self._store = open_store(self.config.storage)
             except RewindError as exc:
@@ -176,8 +160,8 @@ class Server:
             self.shutdown()
             raise
         self._feeds = Feeds(
-            SeedFeed(seed_publisher, None if last is None else last.event_id),
-            V2Feed(v2_publisher),
+            SeedFeed(self._sockets.seed_publisher, None if last is None else last.event_id),
+            V2Feed(self._sockets.v2_publisher),
             head_position=0 if last is None else last.position,
         )
         self._facts = v2_handler.ServerFacts(
@@ -196,41 +180,6 @@ class Server:
             self.config.storage,
             durability,
         )
-
-    def _start_security(self) -> None:
-        keys = keys_from_config(self.config)
-        if keys is None:
-            return
-        self._security = CurveSecurity(keys, self._context)
-        try:
-            self._security.start()
-        except zmq.ZMQError as exc:
-            # Most likely another ZAP handler in this process's ZeroMQ context.
-            raise StartupError(f"cannot start the CURVE authenticator: {exc}") from None
-
-    def _publisher(self, endpoints: Sequence[str]) -> tuple[zmq.Socket[bytes], list[str]]:
-        # XPUB, so the feeds learn whether anyone subscribes (see feeds.py).
-        publisher: zmq.Socket[bytes] = self._context.socket(zmq.XPUB)
-        publisher.setsockopt(zmq.LINGER, LINGER_MS)
-        # Past this many queued messages a subscriber's messages are dropped,
-        # so one that never reads costs bounded memory.
-        publisher.setsockopt(zmq.SNDHWM, self.config.pub_high_water_mark)
-        self._publishers.append(publisher)
-        return publisher, self._bind(publisher, endpoints)
-
-    def _bind(self, sock: zmq.Socket[bytes], endpoints: Sequence[str]) -> list[str]:
-        if self._security is not None:
-            self._security.secure(sock)
-        bound = []
-        for endpoint in endpoints:
-            try:
-                sock.bind(endpoint)
-            except zmq.ZMQError as exc:
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise StartupError(f"cannot bind {endpoint}: {reason}") from None
-            # LAST_ENDPOINT resolves a "*" port to the one actually bound.
-            bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
-        return bound
 
     def install_signal_handlers(self) -> None:
         """Make SIGINT and SIGTERM stop the loop gracefully, waking it at once."""
@@ -260,7 +209,9 @@ class Server:
         commits = self._committer.wakeup_fd
         if commits is not None:
             poller.register(commits, zmq.POLLIN)
-        for publisher in self._publishers:
+        assert self._sockets is not None
+        publishers = self._sockets.publishers
+        for publisher in publishers:
             poller.register(publisher, zmq.POLLIN)  # subscriptions coming and going
         self._watch_other_commits(poller)
         while not self._stop_requested:
@@ -277,7 +228,7 @@ class Server:
                 self._finish_commits()
             if self._wakeup_reader is not None and self._wakeup_reader.fileno() in ready:
                 self._drain_wakeup()
-            if self._feeds is not None and any(p in ready for p in self._publishers):
+            if self._feeds is not None and any(p in ready for p in publishers):
                 self._feeds.update_subscriptions()
             if self._reads:
                 self._pump_sessions()
@@ -339,14 +290,11 @@ class Server:
         if self._committer is not None:
             self._committer.close()
             self._committer = None
-        for sock in (self._router, *self._publishers):
-            if sock is not None and not sock.closed:
-                sock.close()
+        if self._sockets is not None:
+            self._sockets.close()
+            self._sockets = None
         self._router = None
-        self._publishers = []
-        if self._security is not None:
-            self._security.stop()
-            self._security = None
+        self._security = None
         if self._store is not None:
             self._store.close()
             self._store = None
