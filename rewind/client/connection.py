@@ -27,6 +27,7 @@ import zmq
 from rewind.client.curve import CurveKeys, prepare
 from rewind.client.endpoints import EndpointList, Endpoints
 from rewind.client.errors import ProtocolError, RequestTimeout
+from rewind.client.waiting import wait_readable
 from rewind.protocol import v2
 
 log = logging.getLogger("rewind.client")
@@ -220,7 +221,7 @@ class Connection:
                 if remaining <= 0:
                     return None
                 wait_ms = max(1, int(remaining * 1000))
-            if sock.poll(wait_ms, zmq.POLLIN):
+            if wait_readable(sock, wait_ms):
                 # Drain what is there: one poll, many messages.
                 while True:
                     try:

@@ -16,6 +16,7 @@ from rewind.client.errors import RequestTimeout, StreamNotFound
 from rewind.client.operations import PingOperation
 from rewind.client.reads import ReadEnd, ReadSpec, ReadState
 from rewind.client.subscription import PROBE_INTERVAL, QUIET_INTERVAL, CatchUp
+from rewind.client.waiting import wait_readable
 from rewind.model import RecordedEvent
 from rewind.protocol import v2
 
@@ -230,7 +231,7 @@ class Subscription(_ClosingIterator):
                 deadline = quiet_since + QUIET_INTERVAL
                 if self._idle_timeout is not None:
                     deadline = min(deadline, waiting_since + self._idle_timeout)
-                if sub.poll(max(0, int((deadline - now) * 1000)), zmq.POLLIN):
+                if wait_readable(sub, max(0, int((deadline - now) * 1000))):
                     event = catch_up.on_feed_message(sub.recv_multipart())
                     quiet_since = probed_at = time.monotonic()
                     if event is not None:

@@ -28,6 +28,7 @@ from rewind.client.operations import (
 from rewind.client.readers import EventReader, Subscription
 from rewind.client.reads import read_all_spec, read_stream_spec
 from rewind.client.subscription import PROBE_INTERVAL, CatchUp
+from rewind.client.waiting import wait_readable
 from rewind.model import ANY_VERSION, StreamInfo
 from rewind.protocol import seed, v2
 
@@ -393,7 +394,7 @@ class Client:
                     if remaining <= 0:
                         return
                     wait = remaining if wait is None else min(wait, remaining)
-                if not sub.poll(None if wait is None else max(1, int(wait * 1000)), zmq.POLLIN):
+                if not wait_readable(sub, None if wait is None else max(1, int(wait * 1000))):
                     if self._endpoints.several:
                         # A stopped server's feed is silent too: check it answers.
                         self.ping()
@@ -447,7 +448,7 @@ class Client:
         for attempt in range(attempts):
             sock = self._socket()
             sock.send_multipart(frames)
-            if sock.poll(timeout_ms, zmq.POLLIN):
+            if wait_readable(sock, timeout_ms):
                 reply: list[bytes] = sock.recv_multipart()
                 return reply
             # A REQ socket that missed its reply is stuck; start afresh, and

@@ -60,7 +60,8 @@ class Tail:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=clean_environ(),
+            # On a hang, SIGABRT makes it print where every thread stands.
+            env=clean_environ({"PYTHONFAULTHANDLER": "1"}),
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -76,9 +77,16 @@ class Tail:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError("rewind tail did not exit on its idle timeout") from None
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            assert self.process.stderr is not None
+            where = self.process.stderr.read().decode(errors="replace")
+            message = f"rewind tail did not exit in time; it stood at:\n{where}"
+            raise AssertionError(message) from None
         self._reader.join(5)
         assert self.process.stderr is not None
         return self.process.returncode, self.process.stderr.read().decode()
