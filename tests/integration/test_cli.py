@@ -51,6 +51,16 @@ def _lines(events: list[EventPair]) -> list[str]:
     return [f"{event_id.decode()}\t{data.decode()}" for event_id, data in events]
 
 
+def _interruptible() -> None:
+    """Give the child the default SIGINT, whatever the test run inherited.
+
+    A shell without job control starts background commands with SIGINT
+    ignored, and an ignored signal stays ignored across exec, so a test run
+    started that way would otherwise hand ``tail`` a Ctrl-C it cannot receive.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Tail:
     """A running ``rewind tail`` whose stdout lines are collected as they come."""
 
@@ -62,6 +72,7 @@ class Tail:
             stderr=subprocess.PIPE,
             # On a hang, SIGABRT makes it print where every thread stands.
             env=clean_environ({"PYTHONFAULTHANDLER": "1"}),
+            preexec_fn=_interruptible,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
