@@ -364,22 +364,9 @@ class FuzzTarget:
 
     def pipeline(self, bodies: Sequence[Sequence[bytes]]) -> list[Frames]:
         """Send several delimited requests back to back; one reply each, in order."""
-        if self._dirty:
-            self.fuzz.close(linger=0)
-            self.fuzz = self._dealer()
-        self._dirty = True
-        for body in bodies:
-            self.fuzz.send_multipart([b"", *body])
-        self._barrier += 1
-        self.fuzz.send_multipart([b"", *v2.encode_ping_request(self._barrier)])
-        pong = [b"", *v2.encode_pong(self._barrier)]
-        replies: list[Frames] = []
-        while (message := self._receive()) != pong:
-            replies.append(self._strip([b""], message))
+        replies = self.pipeline_v2(bodies)
         if len(replies) != len(bodies):
             raise CaseFailure(f"{len(bodies)} pipelined requests got {len(replies)} replies")
-        self.ping()
-        self._dirty = False
         return replies
 
     def pipeline_v2(self, bodies: Sequence[Sequence[bytes]]) -> list[Frames]:

@@ -93,3 +93,23 @@ def fresh_schema(label: str = "t") -> Iterator[str]:
         yield schema
     finally:
         drop_schema(schema)
+
+
+@contextmanager
+def login_role(*, connection_limit: int | None = None) -> Iterator[str]:
+    """A login role of the test's own that may create a schema; dropped afterwards.
+
+    Its name is also the name of the schema it will create, removed with it.
+    """
+    require_postgres()
+    name = unique_schema("role")
+    database = sql("SELECT current_database()")[0][0]
+    limit = "" if connection_limit is None else f" CONNECTION LIMIT {connection_limit}"
+    sql(f'CREATE ROLE "{name}" LOGIN{limit}')
+    sql(f'GRANT CREATE ON DATABASE "{database}" TO "{name}"')
+    try:
+        yield name
+    finally:
+        sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        sql(f'REVOKE CREATE ON DATABASE "{database}" FROM "{name}"')
+        sql(f'DROP ROLE "{name}"')

@@ -157,17 +157,8 @@ def test_the_listener_reconnects_after_its_session_is_ended(
 @pytest.fixture
 def two_connection_role() -> Iterator[str]:
     """A login role allowed two sessions: a store's writer and reader, but no listener."""
-    postgres_support.require_postgres()
-    name = postgres_support.unique_schema("role")
-    database = sql("SELECT current_database()")[0][0]
-    sql(f'CREATE ROLE "{name}" LOGIN CONNECTION LIMIT 2')
-    sql(f'GRANT CREATE ON DATABASE "{database}" TO "{name}"')
-    try:
+    with postgres_support.login_role(connection_limit=2) as name:
         yield name
-    finally:
-        sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        sql(f'REVOKE CREATE ON DATABASE "{database}" FROM "{name}"')
-        sql(f'DROP ROLE "{name}"')
 
 
 def test_polling_delivers_when_the_store_cannot_listen(

@@ -237,17 +237,8 @@ def _check_nothing_acknowledged_was_lost(server: ServerProcess, appender: Append
 @pytest.fixture
 def role() -> Iterator[str]:
     """A login role of the test's own, whose logins can be refused to fake an outage."""
-    postgres_support.require_postgres()
-    name = postgres_support.unique_schema("role")
-    database = sql("SELECT current_database()")[0][0]
-    sql(f'CREATE ROLE "{name}" LOGIN')
-    sql(f'GRANT CREATE ON DATABASE "{database}" TO "{name}"')
-    try:
+    with postgres_support.login_role() as name:
         yield name
-    finally:
-        sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        sql(f'REVOKE CREATE ON DATABASE "{database}" FROM "{name}"')
-        sql(f'DROP ROLE "{name}"')
 
 
 def test_appends_fail_while_postgresql_is_unreachable_and_succeed_after(role: str) -> None:
