@@ -19,7 +19,6 @@ import errno
 import logging
 import signal
 import socket
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from rewind.server.config import ServerConfig
 from rewind.server.feeds import Feeds, SeedFeed, V2Feed
 from rewind.server.limits import Limits
 from rewind.server.open_reads import OpenReads
+from rewind.server.other_writers import OtherWriters
 from rewind.server.reads import ReadSession, V2Read
 from rewind.server.security import CurveSecurity
 from rewind.server.sockets import ServerSockets, StartupError
@@ -128,8 +128,7 @@ class Server:
         self._appends_in_flight = 0
         self._queues: dict[Routing, deque[Slot]] = {}
         self._reads = OpenReads(config.read_idle_timeout)
-        self._next_catch_up = 0.0
-        self._commit_wakeup_fd: int | None = None
+        self._other_writers: OtherWriters | None = None
         self._sessions_blocked = False
         self._sessions_busy = False
         self.query_endpoints: list[str] = []
@@ -168,6 +167,9 @@ class Server:
             storage_kind=self._store.kind, durable=self._store.durable, limits=self._limits
         )
         self._committer = committer_for(self._store)
+        self._other_writers = OtherWriters(
+            self._store, self._feeds, self.config.feed_poll_interval_ms
+        )
         if not self._store.durable:
             log.warning("storage is memory: — events are NOT kept; they vanish when Rewind stops")
         durability = "durable" if self._store.durable else "NOT durable"
@@ -213,7 +215,9 @@ class Server:
         publishers = self._sockets.publishers
         for publisher in publishers:
             poller.register(publisher, zmq.POLLIN)  # subscriptions coming and going
-        self._watch_other_commits(poller)
+        assert self._other_writers is not None
+        other_writers = self._other_writers
+        other_writers.watch(poller)
         while not self._stop_requested:
             if self._sessions_busy:
                 timeout = 0
@@ -233,50 +237,10 @@ class Server:
             if self._reads:
                 self._pump_sessions()
                 self._close_idle_reads()
-            if self._commit_wakeup_fd is not None and self._commit_wakeup_fd in ready:
-                self._take_commit_wakeups()
-            self._catch_up_feeds()
-            self._watch_other_commits(poller)
+            other_writers.after_poll(ready)
+            other_writers.watch(poller)
         self._finish_in_flight()
         log.info("stopped serving")
-
-    def _watch_other_commits(self, poller: zmq.Poller) -> None:
-        """Watch the store's commit wake-up socket, which may change from turn to turn."""
-        assert self._store is not None
-        fd = self._store.commit_wakeup_fd()
-        if fd == self._commit_wakeup_fd:
-            return
-        if self._commit_wakeup_fd is not None:
-            poller.unregister(self._commit_wakeup_fd)
-        self._commit_wakeup_fd = fd
-        if fd is not None:
-            poller.register(fd, zmq.POLLIN)
-            # Commits made while nothing was listening were not announced.
-            self._next_catch_up = 0.0
-
-    def _take_commit_wakeups(self) -> None:
-        """Catch the feeds up at once if another server committed what they have not sent."""
-        assert self._store is not None and self._feeds is not None
-        # Announcements of this server's own commits name positions the
-        # feeds have sent already, and cost no read.
-        if self._store.take_commit_wakeups(self._feeds.head):
-            self._next_catch_up = 0.0
-
-    def _catch_up_feeds(self) -> None:
-        """Broadcast what other servers sharing the store committed.
-
-        Every ``feed-poll-interval-ms`` in any case, and at once when the
-        store announces a commit the feeds have not sent.
-        """
-        now = time.monotonic()
-        if now < self._next_catch_up:
-            return
-        self._next_catch_up = now + self.config.feed_poll_interval_ms / 1000
-        assert self._feeds is not None and self._store is not None
-        try:
-            self._feeds.catch_up(self._store)
-        except StorageError as exc:
-            log.warning("could not read other writers' events for the feeds: %s", exc)
 
     def _finish_in_flight(self) -> None:
         assert self._committer is not None
@@ -320,7 +284,9 @@ class Server:
         router = self._router
         assert router is not None
         secured = self._security is not None
-        # The poller said a message is waiting, so the first receive needs no check.
+        # Receiving until ZeroMQ says the queue is empty costs one exception
+        # per turn; asking first whether a message waits would cost a call
+        # per message.
         for _ in range(MAX_REQUESTS_PER_TURN):
             user_id: str | None = None
             try:
@@ -336,8 +302,6 @@ class Server:
             # Only the queue that got the request can have a new head ready; the
             # others move when their commit completes or their read ends.
             self._flush(self._handle(frames, user_id))
-            if not transport.has_message(router):
-                break
         self._submit_pending()
 
     def _action_for(self, body: Sequence[bytes], user_id: str | None = None) -> Action:
@@ -505,7 +469,7 @@ class Server:
                 if message is None:
                     break
                 try:
-                    transport.send(self._router, [*session.routing, *message])
+                    transport.send_routed(self._router, session.routing, message)
                 except zmq.Again:
                     blocked = True
                     break
@@ -587,7 +551,7 @@ class Server:
     def _send(self, routing: Routing, frames: list[bytes]) -> None:
         assert self._router is not None
         try:
-            transport.send(self._router, [*routing, *frames])
+            transport.send_routed(self._router, routing, frames)
         except zmq.Again:
             log.warning("dropped a reply: the peer's queue is full")
         except zmq.ZMQError as exc:

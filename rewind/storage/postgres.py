@@ -55,8 +55,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -65,12 +65,25 @@ from psycopg.rows import RowFactory, TupleRow, args_row, tuple_row
 from rewind.errors import (
     AppendRejectedError,
     StorageError,
-    StorageFullError,
     StoreUnavailableError,
 )
 from rewind.model import AppendRequest, RecordedEvent, StreamInfo
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
+from rewind.storage.postgres_connection import (
+    CONNECTION_DEFAULTS,
+    CommitUnknown,
+    Connection,
+    Link,
+    Lost,
+    RowT,
+    append_failure,
+    connection_lost,
+    fetch,
+    one_line,
+    roll_back,
+    show,
+)
 from rewind.storage.postgres_listen import CommitListener, notify_channel
 from rewind.storage.postgres_schema import (
     DEFAULT_SCHEMA,
@@ -85,8 +98,6 @@ __all__ = ["DURABLE_COMMIT_SETTINGS", "SCHEMA_VERSION", "PostgresStore"]
 
 log = logging.getLogger("rewind.storage")
 
-Connection = psycopg.Connection[TupleRow]
-RowT = TypeVar("RowT")
 
 _TUPLES: RowFactory[TupleRow] = tuple_row
 _EVENTS: RowFactory[RecordedEvent] = args_row(RecordedEvent)
@@ -95,23 +106,9 @@ _EVENTS: RowFactory[RecordedEvent] = args_row(RecordedEvent)
 DURABLE_COMMIT_SETTINGS = frozenset({"on", "remote_write", "remote_apply", "local"})
 """Values of ``synchronous_commit`` under which a commit has reached the disk when it returns."""
 
-# Used unless the URL says otherwise: a server never hangs for long on a dead
-# host, and Rewind's sessions are easy to find in pg_stat_activity.
-_CONNECTION_DEFAULTS = {"connect_timeout": "5", "application_name": "rewind"}
-
 _IDLE_IN_APPEND = "30s"
 
 _MAX_BIGINT = 2**63 - 1
-
-# SQLSTATEs of a lost or closing connection: class 08 (connection exception)
-# and the server shutting down or restarting (57P01-57P03).
-_CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
-_DISK_FULL = "53100"
-
-
-def _one_line(error: BaseException) -> str:
-    """A driver message on one line (libpq's span several)."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _clamp(number: int) -> int:
@@ -121,32 +118,6 @@ def _clamp(number: int) -> int:
 
 def _to_event(row: TupleRow) -> RecordedEvent:
     return RecordedEvent(*row)
-
-
-def _connection_lost(error: psycopg.Error, db: Connection) -> bool:
-    state = error.sqlstate or ""
-    return db.broken or db.closed or state.startswith(_CONNECTION_LOST_STATES)
-
-
-class _Link:
-    """One connection, used by one thread, opened again by the first call after it is lost."""
-
-    def __init__(self, connect: Callable[[], Connection]) -> None:
-        self._connect = connect
-        self._db: Connection | None = None
-
-    def get(self) -> tuple[Connection, bool]:
-        """The connection, and whether it was opened just now."""
-        if self._db is not None and not self._db.closed:
-            return self._db, False
-        self._db = self._connect()
-        return self._db, True
-
-    def drop(self) -> None:
-        """Close the connection (if it is not already gone); the next call opens another."""
-        if self._db is not None:
-            db, self._db = self._db, None
-            db.close()
 
 
 class PostgresStore(EventStore):
@@ -160,15 +131,15 @@ class PostgresStore(EventStore):
         try:
             given = conninfo_to_dict(conninfo)
         except psycopg.Error as exc:
-            raise StoreUnavailableError(f"bad PostgreSQL URL: {_one_line(exc)}") from None
-        defaults = {key: value for key, value in _CONNECTION_DEFAULTS.items() if key not in given}
+            raise StoreUnavailableError(f"bad PostgreSQL URL: {one_line(exc)}") from None
+        defaults = {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given}
         self._conninfo = make_conninfo(conninfo, **defaults)
         self._sql = Statements(schema)
         self._lock_key = lock_key(schema)
         self._closed = False
         self._channel = notify_channel(schema)
-        self._writer = _Link(self._connect_writer)
-        self._reader = _Link(self._connect)
+        self._writer = Link(self._connect_writer)
+        self._reader = Link(self._connect)
         self._listener = CommitListener(self._connect_listener, self._channel)
         try:
             db, _ = self._writer.get()
@@ -178,7 +149,7 @@ class PostgresStore(EventStore):
         except psycopg.Error as exc:
             self.close()
             raise StoreUnavailableError(
-                f"cannot prepare schema {schema!r}: {_one_line(exc)}"
+                f"cannot prepare schema {schema!r}: {one_line(exc)}"
             ) from None
         except BaseException:
             self.close()
@@ -190,7 +161,7 @@ class PostgresStore(EventStore):
         try:
             return psycopg.connect(self._conninfo, autocommit=True)
         except psycopg.Error as exc:
-            raise StoreUnavailableError(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
+            raise StoreUnavailableError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
 
     def _connect_listener(self) -> Connection:
         # Named apart, so the listening session can be told from the others.
@@ -200,7 +171,7 @@ class PostgresStore(EventStore):
                 self._conninfo, autocommit=True, application_name=f"{name} listener"
             )
         except psycopg.Error as exc:
-            raise StoreUnavailableError(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
+            raise StoreUnavailableError(f"cannot connect to PostgreSQL: {one_line(exc)}") from None
 
     def _connect_writer(self) -> Connection:
         db = self._connect()
@@ -209,7 +180,7 @@ class PostgresStore(EventStore):
         except psycopg.Error as exc:
             db.close()
             raise StoreUnavailableError(
-                f"cannot prepare the writing session: {_one_line(exc)}"
+                f"cannot prepare the writing session: {one_line(exc)}"
             ) from None
         except BaseException:
             db.close()
@@ -218,22 +189,22 @@ class PostgresStore(EventStore):
 
     def _prepare_writer(self, db: Connection) -> None:
         """Refuse a session whose commits would not be durable when they return; set it up."""
-        setting = _show(db, "synchronous_commit")
+        setting = show(db, "synchronous_commit")
         if setting not in DURABLE_COMMIT_SETTINGS:
             raise StoreUnavailableError(
                 f"synchronous_commit is {setting!r} for this connection, so acknowledged events "
                 "could be lost in a crash; set it to 'on' (ALTER ROLE … SET synchronous_commit "
                 "= on, or in postgresql.conf)"
             )
-        encoding = _show(db, "server_encoding")
+        encoding = show(db, "server_encoding")
         if encoding != "UTF8":
             raise StoreUnavailableError(
                 f"the database's encoding is {encoding}; Rewind needs a UTF8 database"
             )
-        fsync = _show(db, "fsync")
+        fsync = show(db, "fsync")
         if fsync != "on":
             log.warning("PostgreSQL runs with fsync=%s: commits may be lost in an OS crash", fsync)
-        if _show(db, "idle_in_transaction_session_timeout") == "0":
+        if show(db, "idle_in_transaction_session_timeout") == "0":
             # A server frozen or cut off in the middle of an append would hold
             # the append lock, and stall every server, until PostgreSQL noticed
             # the dead connection; this bounds that. An append never idles
@@ -253,23 +224,23 @@ class PostgresStore(EventStore):
         db, fresh = self._writer.get()
         try:
             return self._append_once(db, requests)
-        except _Lost:
+        except Lost:
             # The connection was gone before the transaction could commit, so
             # nothing is stored: a connection that had been idle (PostgreSQL
             # restarted meanwhile) gets one more try on a new one.
             self._writer.drop()
             if fresh:
                 raise
-        except _CommitUnknown as unknown:
+        except CommitUnknown as unknown:
             self._writer.drop()
             return self._settle(unknown)
         db, _ = self._writer.get()
         try:
             return self._append_once(db, requests)
-        except _Lost:
+        except Lost:
             self._writer.drop()
             raise
-        except _CommitUnknown as unknown:
+        except CommitUnknown as unknown:
             self._writer.drop()
             return self._settle(unknown)
 
@@ -331,25 +302,25 @@ class PostgresStore(EventStore):
                 else:
                     cursor.execute("COMMIT")
         except psycopg.Error as exc:
-            lost = _connection_lost(exc, db)
+            lost = connection_lost(exc, db)
             # An error PostgreSQL reported (it has a SQLSTATE) means the
             # statement failed and the transaction with it. One raised by the
             # driver itself while COMMIT was on its way (a pipeline cut off
             # mid-flight: "cannot exit pipeline mode while busy") says nothing
             # about the commit: only asking can tell.
             if committing and (lost or exc.sqlstate is None):
-                raise _CommitUnknown(exc, results, new_events[0] if new_events else None) from exc
+                raise CommitUnknown(exc, results, new_events[0] if new_events else None) from exc
             if not lost:
-                _roll_back(db)
+                roll_back(db)
             if not look_up_ids and _is_known_id(exc):
                 raise _KnownId from exc
-            raise _append_failure(exc, lost=lost) from exc
+            raise append_failure(exc, lost=lost) from exc
         except BaseException:
-            _roll_back(db)
+            roll_back(db)
             raise
         return results
 
-    def _settle(self, unknown: _CommitUnknown) -> list[AppendResult]:
+    def _settle(self, unknown: CommitUnknown) -> list[AppendResult]:
         """Whether a COMMIT whose reply was lost took place, asked on a new connection.
 
         Stored: the append succeeded. Not stored: it failed, and nothing was.
@@ -371,7 +342,7 @@ class PostgresStore(EventStore):
             self._writer.drop()
             raise StorageError(
                 f"the connection to PostgreSQL was lost during COMMIT ({unknown.message}) "
-                f"and it cannot be asked again ({_one_line(exc)}): whether this append was "
+                f"and it cannot be asked again ({one_line(exc)}): whether this append was "
                 "stored is unknown; sending it again with the same event ids is safe"
             ) from None
         # Compared whole: the same id stored by someone else since would differ.
@@ -519,22 +490,22 @@ class PostgresStore(EventStore):
         self._check_open()
         db, fresh = self._reader.get()
         try:
-            return _fetch(db, sql, params, rows)
+            return fetch(db, sql, params, rows)
         except psycopg.Error as exc:
-            if not _connection_lost(exc, db):
-                raise StorageError(f"read failed: {_one_line(exc)}") from exc
+            if not connection_lost(exc, db):
+                raise StorageError(f"read failed: {one_line(exc)}") from exc
             self._reader.drop()
             if fresh:
-                raise StoreUnavailableError(f"read failed: {_one_line(exc)}") from exc
+                raise StoreUnavailableError(f"read failed: {one_line(exc)}") from exc
         # A read changes nothing, so trying it again on a new connection is safe.
         db, _ = self._reader.get()
         try:
-            return _fetch(db, sql, params, rows)
+            return fetch(db, sql, params, rows)
         except psycopg.Error as exc:
-            if _connection_lost(exc, db):
+            if connection_lost(exc, db):
                 self._reader.drop()
-                raise StoreUnavailableError(f"read failed: {_one_line(exc)}") from exc
-            raise StorageError(f"read failed: {_one_line(exc)}") from exc
+                raise StoreUnavailableError(f"read failed: {one_line(exc)}") from exc
+            raise StorageError(f"read failed: {one_line(exc)}") from exc
 
     # Hearing of other servers' commits -----------------------------------------------
 
@@ -560,10 +531,6 @@ class PostgresStore(EventStore):
             raise StorageError("store is closed")
 
 
-class _Lost(StoreUnavailableError):
-    """The connection was lost before the transaction could commit: nothing is stored."""
-
-
 class _KnownId(Exception):
     """The group inserted an event id that is stored already; nothing was stored."""
 
@@ -573,42 +540,6 @@ def _is_known_id(error: psycopg.Error) -> bool:
         isinstance(error, psycopg.errors.UniqueViolation)
         and error.diag.constraint_name == EVENT_ID_CONSTRAINT
     )
-
-
-class _CommitUnknown(Exception):
-    """The connection was lost while COMMIT was under way: it may or may not have happened.
-
-    ``probe`` is the first event the transaction inserted (``None`` if it
-    inserted none); finding it stored, exactly so, means the commit happened.
-    """
-
-    def __init__(
-        self, error: psycopg.Error, results: list[AppendResult], probe: RecordedEvent | None
-    ) -> None:
-        super().__init__(_one_line(error))
-        self.message = _one_line(error)
-        self.results = results
-        self.probe = probe
-
-
-def _append_failure(error: psycopg.Error, *, lost: bool) -> StorageError:
-    """The storage error a failed append transaction (that did not commit) stands for."""
-    message = _one_line(error)
-    if lost:
-        return _Lost(f"PostgreSQL unreachable: {message}; nothing was stored")
-    if error.sqlstate == _DISK_FULL:
-        return StorageFullError(f"storage full: {message}; nothing was stored")
-    return StorageError(f"append failed: {message}; nothing was stored")
-
-
-def _roll_back(db: Connection) -> None:
-    """End a failed transaction; a connection that cannot is closed, and reopened later."""
-    if db.closed or db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        return
-    try:
-        db.execute("ROLLBACK")
-    except psycopg.Error:
-        db.close()
 
 
 def _name_problem(request: AppendRequest) -> AppendRejectedError | None:
@@ -623,13 +554,3 @@ def _name_problem(request: AppendRequest) -> AppendRejectedError | None:
 
 def _has_ids(request: AppendRequest) -> bool:
     return any(event.event_id is not None for event in request.events)
-
-
-def _fetch(db: Connection, sql: str, params: Sequence[Any], rows: RowFactory[RowT]) -> list[RowT]:
-    with db.cursor(row_factory=rows) as cursor:
-        return cursor.execute(sql, params, binary=True).fetchall()
-
-
-def _show(db: Connection, setting: str) -> str:
-    row = db.execute(f"SHOW {setting}").fetchone()
-    return "" if row is None else str(row[0])

@@ -26,7 +26,8 @@ from rewind.errors import (
 from rewind.model import AppendRequest, NewEvent, RecordedEvent
 from rewind.storage import open_store
 from rewind.storage.base import AppendResult, EventStore
-from rewind.storage.postgres import PostgresStore, _CommitUnknown
+from rewind.storage.postgres import PostgresStore
+from rewind.storage.postgres_connection import CommitUnknown
 from rewind.storage.postgres_schema import SCHEMA_VERSION
 from tests import postgres_support
 from tests.postgres_support import sql, store_url
@@ -373,10 +374,10 @@ def test_settling_a_lost_commit_tells_stored_from_not_stored(store: EventStore) 
     results = store.append([one("s", b"x", ids=True)])
     [[event]] = results
     lost = psycopg.OperationalError("server closed the connection unexpectedly")
-    assert store._settle(_CommitUnknown(lost, results, event)) == results
+    assert store._settle(CommitUnknown(lost, results, event)) == results
     elsewhere = event._replace(position=event.position + 1)
     with pytest.raises(StoreUnavailableError, match="did not commit; nothing was stored"):
-        store._settle(_CommitUnknown(lost, results, elsewhere))
+        store._settle(CommitUnknown(lost, results, elsewhere))
 
 
 def _failing_inserts(schema: str, errcode: str) -> None:
