@@ -11,8 +11,14 @@ and then serves until killed:
   request (as many as a v2 feed message) on a PUB socket, then echoes the
   request as its reply: the hop a server makes between a publisher and its
   subscribers, minus storage.
+* ``ack``: a ROUTER socket that answers every request with ``PUBLISHED``,
+  as a seed-protocol server that stored nothing would.
+* ``stream``: a ROUTER socket that answers v2 ``READ_ALL`` requests with
+  batches encoded in advance (:mod:`benchmarks.stream_ceiling`): Rewind's
+  streamed reads without a store.
 
-It imports nothing but pyzmq, so its cost is ZeroMQ's plus the interpreter's.
+The others import nothing but pyzmq, so their cost is ZeroMQ's plus the
+interpreter's.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 import zmq
 
 READY_PREFIX = "echo ready "
-MODES = ("rep", "router", "relay")
+MODES = ("rep", "router", "ack", "relay", "stream")
 
 
 def _bind(context: zmq.Context[Any], kind: int) -> tuple[zmq.Socket[Any], str]:
@@ -45,6 +51,17 @@ def main(mode: str = "rep") -> None:
         print(READY_PREFIX + endpoint, flush=True)
         while True:
             socket.send_multipart(socket.recv_multipart(copy=True), copy=True)
+    if mode == "ack":
+        print(READY_PREFIX + endpoint, flush=True)
+        while True:
+            frames = socket.recv_multipart(copy=True)
+            # The envelope (identity and delimiter of a REQ client), then the answer.
+            socket.send_multipart([*frames[:2], b"PUBLISHED"], copy=True)
+    if mode == "stream":
+        from benchmarks.stream_ceiling import serve
+
+        print(READY_PREFIX + endpoint, flush=True)
+        serve(socket)
     publisher, feed = _bind(context, zmq.PUB)
     # No high-water mark: a slow subscriber shows up as latency, not as loss.
     publisher.setsockopt(zmq.SNDHWM, 0)

@@ -1,0 +1,106 @@
+"""A bare streaming server: the most a Python client can receive of v2 read batches.
+
+``python -m benchmarks.echo stream`` runs :func:`serve`: a ROUTER socket that
+answers every v2 ``READ_ALL`` with the batches Rewind would send (the same
+frames, with credit-based flow control and an ``END``), but without a store:
+one batch of events is encoded when a read of that batch size first comes,
+and only the batch header and the first event's header (the position the
+client checks) are packed again per batch. Row 8 reports its rate beside
+Rewind's, so a target above it is seen to be out of reach of the wire format
+and the client on this machine, whatever the server does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from benchmarks.clients import payload
+from rewind.model import DEFAULT_STREAM, RecordedEvent
+from rewind.protocol import v2
+from rewind.protocol.v2 import wire
+from rewind.server.transport import receive, send_routed
+
+PAYLOAD_SIZE = 100
+"""About as much data as each event of the big store carries."""
+
+
+@dataclass(slots=True)
+class _Read:
+    routing: list[bytes]
+    request_id: int
+    batch: list[bytes]
+    position: int
+    left: int
+    credit: int
+    sent: int = 0
+
+
+def _batch(size: int) -> list[bytes]:
+    data = payload(PAYLOAD_SIZE)
+    events = [
+        RecordedEvent(position, uuid.uuid4(), DEFAULT_STREAM, position - 1, 0, "", b"", data)
+        for position in range(1, size + 1)
+    ]
+    return v2.encode_events(1, events)
+
+
+def serve(socket: zmq.Socket[Any]) -> None:
+    """Answer READ_ALL and CREDIT requests on ``socket`` forever (one read per peer)."""
+    batches: dict[int, list[bytes]] = {}
+    reads: dict[bytes, _Read] = {}
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    while True:
+        poller.poll()
+        while True:
+            try:
+                frames = receive(socket)
+            except zmq.Again:
+                break
+            # DEALER clients of the benchmarks send an empty delimiter first.
+            split = 2 if len(frames) > 1 and frames[1] == b"" else 1
+            routing, body = frames[:split], frames[split:]
+            request = v2.parse_request(body)
+            if isinstance(request, v2.ReadAll):
+                size = request.batch_size
+                if size not in batches:
+                    batches[size] = _batch(size)
+                reads[routing[0]] = _Read(
+                    routing,
+                    request.request_id,
+                    batches[size],
+                    position=request.start if isinstance(request.start, int) else 1,
+                    left=request.max_count or 0,
+                    credit=request.credit,
+                )
+            elif isinstance(request, v2.Credit) and routing[0] in reads:
+                reads[routing[0]].credit += request.grant
+            else:
+                continue
+            read = reads[routing[0]]
+            if _pump(socket, read):
+                del reads[routing[0]]
+
+
+def _pump(socket: zmq.Socket[Any], read: _Read) -> bool:
+    """Send the batches the read's credit allows; ``True`` once it has ended."""
+    per_batch = (len(read.batch) - 3) // wire.EVENT_FRAMES
+    while read.credit and read.left:
+        count = min(read.left, per_batch)
+        frames = read.batch[: 3 + count * wire.EVENT_FRAMES]
+        frames[2] = wire.EVENTS_HEADER.pack(read.request_id, count)
+        frames[4] = wire.EVENT_HEADER.pack(read.position, read.position - 1, 0)
+        send_routed(socket, read.routing, frames)
+        read.position += count
+        read.left -= count
+        read.sent += count
+        read.credit -= 1
+    if read.left:
+        return False
+    end = v2.encode_end(read.request_id, v2.EndReason.MAX_COUNT, read.position, read.sent)
+    send_routed(socket, read.routing, end)
+    return True
