@@ -1,10 +1,16 @@
-"""``make bench`` stays runnable: a quick row prints the table with its baseline."""
+"""``make bench`` stays runnable: a quick row prints its table; the bare ceilings answer."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import zmq
+
+from benchmarks.clients import PUBLISHED, publish_frames, req_socket
+from benchmarks.processes import EchoProcess
+from benchmarks.v2 import dealer, stream_read
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,3 +28,27 @@ def test_quick_benchmark_row_prints_a_table_with_a_baseline() -> None:
     row = next(line for line in result.stdout.splitlines() if "1 REQ client, memory:" in line)
     assert "pyzmq REQ→REP echo" in row
     assert "x " in row  # the ratio column
+
+
+def test_streaming_ceiling_serves_a_read_as_rewind_would() -> None:
+    """The bare streaming server ends a read with every event, batch by batch, in order."""
+    context: zmq.Context[bytes] = zmq.Context()
+    try:
+        with EchoProcess("stream") as streamer:
+            socket = dealer(context, streamer.endpoint)
+            # stream_read checks each batch's first position and the END's count.
+            _, cursor = stream_read(socket, 5, 11, 2_500, 1_000, 1)
+            assert cursor == 11 + 2_500
+    finally:
+        context.destroy(0)
+
+
+def test_acknowledging_ceiling_answers_published() -> None:
+    context: zmq.Context[bytes] = zmq.Context()
+    try:
+        with EchoProcess("ack") as acknowledger:
+            socket = req_socket(context, acknowledger.endpoint)
+            socket.send_multipart(publish_frames(100))
+            assert socket.recv_multipart() == PUBLISHED
+    finally:
+        context.destroy(0)
