@@ -19,6 +19,7 @@ import errno
 import logging
 import signal
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,13 @@ MESSAGES_PER_READ_PER_TURN = 32
 
 POLL_INTERVAL_MS = 100
 """Longest the loop sleeps (closing idle reads, reopening the store's listening connection)."""
+READ_ACTIVITY_S = 0.1
+"""How long after a read request the loop still counts as serving reads.
+
+While it does, commits go to the writer thread, so reads are not held up by
+a transaction waiting for the disk (a client paging through history sends
+its next read within this time).
+"""
 BLOCKED_RETRY_MS = 10
 """How soon to retry a streamed read whose client's queue was full."""
 
@@ -129,6 +137,7 @@ class Server:
         self._queues: dict[Routing, deque[Slot]] = {}
         self._reads = OpenReads(config.read_idle_timeout)
         self._other_writers: OtherWriters | None = None
+        self._reading_until = 0.0
         self._sessions_blocked = False
         self._sessions_busy = False
         self.query_endpoints: list[str] = []
@@ -355,12 +364,13 @@ class Server:
                 slot.frames = action.encode(refused)
             else:
                 self._pending.append(PendingAppend(action.request, routing, slot, action.encode))
-        elif isinstance(action, Read):
-            slot.read = action.run
-            # Appends that arrived before this read must be on their way first.
-            self._submit_pending()
         else:
-            slot.start = action
+            if isinstance(action, Read):
+                slot.read = action.run
+            else:
+                slot.start = action
+            self._reading_until = time.monotonic() + READ_ACTIVITY_S
+            # Appends that arrived before this read must be on their way first.
             self._submit_pending()
         return routing
 
@@ -514,8 +524,9 @@ class Server:
         assert self._committer is not None
         pending, self._pending = self._pending, []
         self._appends_in_flight += len(pending)
-        self._committer.submit(pending)
-        if self._committer.wakeup_fd is None:
+        # Inline while nothing is being read: see rewind.server.writer.
+        reading = bool(self._reads) or time.monotonic() < self._reading_until
+        if self._committer.submit(pending, inline=not reading):
             self._finish_commits()
 
     def _finish_commits(self) -> None:

