@@ -109,6 +109,7 @@ class ThreadedCommitter(Generic[ItemT]):
         self._condition = threading.Condition()
         self._queue: list[ItemT] = []
         self._committing = False
+        self._woken = False
         self._done: deque[CommittedBatch[ItemT]] = deque()
         self._closing = False
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -136,9 +137,14 @@ class ThreadedCommitter(Generic[ItemT]):
 
     def take_completed(self) -> list[CommittedBatch[ItemT]]:
         """Every batch committed (or failed) since the last call, in submit order."""
-        with contextlib.suppress(BlockingIOError):
-            while self._wake_reader.recv(4096):
-                pass
+        # Inline commits send no wake-up: read the socket only once the
+        # thread has sent one. A byte sent but not yet flagged stays
+        # readable and brings the loop back here.
+        if self._woken:
+            self._woken = False
+            with contextlib.suppress(BlockingIOError):
+                while self._wake_reader.recv(4096):
+                    pass
         done = []
         while self._done:
             done.append(self._done.popleft())
@@ -179,6 +185,8 @@ class ThreadedCommitter(Generic[ItemT]):
             # A full socket buffer means the reader has wake-ups waiting already.
             with contextlib.suppress(BlockingIOError):
                 self._wake_writer.send(b"\x01")
+            # Set after sending, so a reader that sees it always finds the byte.
+            self._woken = True
 
 
 Committer = InlineCommitter[ItemT] | ThreadedCommitter[ItemT]
