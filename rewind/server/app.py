@@ -22,14 +22,12 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import zmq
 
 from rewind.errors import RewindError, StorageError, WritesStoppedError
-from rewind.model import AppendRequest
 from rewind.protocol import dispatch, gorewind, seed, v2
 from rewind.protocol.envelope import split_envelope
 from rewind.server import gorewind_handler, seed_handler, transport, v2_handler
@@ -48,25 +46,17 @@ from rewind.server.limits import Limits
 from rewind.server.open_reads import OpenReads
 from rewind.server.other_writers import OtherWriters
 from rewind.server.reads import ReadSession, V2Read
+from rewind.server.reply_queue import MAX_QUEUED_REPLIES, PendingAppend, Routing, Slot
 from rewind.server.security import CurveSecurity
 from rewind.server.sockets import ServerSockets, StartupError
 from rewind.server.writer import CommittedBatch, Committer, committer_for
 from rewind.storage import open_store
-from rewind.storage.base import AppendResult, EventStore
+from rewind.storage.base import EventStore
 
 log = logging.getLogger("rewind.server")
 
 MAX_REQUESTS_PER_TURN = 1024
 """Bound on requests drained per loop turn, so one flood cannot starve replies."""
-
-MAX_QUEUED_REPLIES = 10_000
-"""Requests one connection may have waiting for their turn to be answered.
-
-Replies leave in request order, so a connection whose head waits (on a
-commit, or a Gorewind QUERY whose client does not read) holds the rest.
-Beyond this many, further requests on it are dropped unanswered, as ZeroMQ
-drops messages past a high-water mark, rather than held without bound.
-"""
 
 MESSAGES_PER_READ_PER_TURN = 32
 """Messages one streamed read may send per loop turn before others get a go."""
@@ -81,34 +71,7 @@ a transaction waiting for the disk (a client paging through history sends
 its next read within this time).
 """
 BLOCKED_RETRY_MS = 10
-"""How soon to retry a streamed read whose client's queue was full."""
-
-Routing = tuple[bytes, ...]
-
-
-@dataclass(slots=True, eq=False)
-class Slot:
-    """A place in a connection's reply queue, filled in when the answer is known.
-
-    ``frames`` empty means the request needs no reply of its own (a v2 read
-    that went on streaming by itself).
-    """
-
-    frames: list[bytes] | None = None
-    read: Callable[[EventStore], list[bytes]] | None = None
-    start: StartRead | None = None
-    session: ReadSession | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingAppend:
-    """An append on its way to the store, with the slot waiting for its outcome."""
-
-    request: AppendRequest
-    routing: Routing
-    slot: Slot
-    encode: Callable[[AppendResult | StorageError], list[bytes]]
-
+"""How soon to retry a streamed read, or a reply, whose client's queue was full."""
 
 _BAD_REQUESTS = (seed.BadRequest, gorewind.BadRequest, v2.BadRequest)
 
@@ -138,6 +101,8 @@ class Server:
         self._reads = OpenReads(config.read_idle_timeout)
         self._other_writers: OtherWriters | None = None
         self._reading_until = 0.0
+        self._stalled: set[Routing] = set()
+        """Connections whose next reply found the peer's queue full."""
         self._sessions_blocked = False
         self._sessions_busy = False
         self.query_endpoints: list[str] = []
@@ -230,7 +195,7 @@ class Server:
         while not self._stop_requested:
             if self._sessions_busy:
                 timeout = 0
-            elif self._sessions_blocked:
+            elif self._sessions_blocked or self._stalled:
                 timeout = BLOCKED_RETRY_MS
             else:
                 timeout = POLL_INTERVAL_MS
@@ -243,6 +208,8 @@ class Server:
                 self._drain_wakeup()
             if self._feeds is not None and any(p in ready for p in publishers):
                 self._feeds.update_subscriptions()
+            if self._stalled:
+                self._retry_stalled()
             if self._reads:
                 self._pump_sessions()
                 self._close_idle_reads()
@@ -409,7 +376,14 @@ class Server:
         self._send(routing, ended)
 
     def _flush(self, routing: Routing) -> None:
-        """Send the replies at the head of a connection's queue that are ready."""
+        """Send the replies at the head of a connection's queue that are ready.
+
+        A reply the peer's queue has no room for stays at the head and is
+        tried again shortly (:meth:`_retry_stalled`): a reply, above all the
+        acknowledgement of a stored append, is never dropped because its
+        client reads slowly. The client's later requests wait behind it, up
+        to :data:`MAX_QUEUED_REPLIES`; beyond that they are dropped unread.
+        """
         queue = self._queues.get(routing)
         while queue:
             slot = queue[0]
@@ -417,7 +391,8 @@ class Server:
                 if not slot.session.finished:
                     return
             elif slot.start is not None:
-                opened = self._open_read(routing, slot.start)
+                start, slot.start = slot.start, None
+                opened = self._open_read(routing, start)
                 if isinstance(opened, list):
                     slot.frames = opened
                 elif opened.blocks_connection:
@@ -426,13 +401,40 @@ class Server:
                 else:
                     slot.frames = []
             elif slot.read is not None:
-                slot.frames = self._run_read(slot.read)
+                read, slot.read = slot.read, None
+                slot.frames = self._run_read(read)
             elif slot.frames is None:
                 return  # waiting for its commit
+            if slot.frames and not self._deliver(routing, slot.frames):
+                return
             queue.popleft()
-            if slot.frames:
-                self._send(routing, slot.frames)
         self._queues.pop(routing, None)
+
+    def _deliver(self, routing: Routing, frames: list[bytes]) -> bool:
+        """Send a queued reply; ``False`` if the peer's queue is full (it stays queued)."""
+        assert self._router is not None
+        try:
+            transport.send_routed(self._router, routing, frames)
+        except zmq.Again:
+            if routing not in self._stalled:
+                self._stalled.add(routing)
+                log.warning("replies wait: the peer's queue is full (a client reads slowly)")
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EHOSTUNREACH:
+                raise
+            log.info("dropped a reply: the peer has gone")
+        if self._stalled:
+            self._stalled.discard(routing)
+        return True
+
+    def _retry_stalled(self) -> None:
+        """Try again to send the replies that found their peer's queue full."""
+        for routing in list(self._stalled):
+            if routing in self._queues:
+                self._flush(routing)
+            else:
+                self._stalled.discard(routing)  # the connection was forgotten
 
     def _run_read(self, read: Callable[[EventStore], list[bytes]]) -> list[bytes]:
         assert self._store is not None
@@ -560,11 +562,16 @@ class Server:
             item.slot.frames = item.encode(result)
 
     def _send(self, routing: Routing, frames: list[bytes]) -> None:
+        """Send what ends or refuses a streamed read, outside the reply queue.
+
+        If the peer's queue is full, the message is dropped with a log line
+        (the client's read then times out).
+        """
         assert self._router is not None
         try:
             transport.send_routed(self._router, routing, frames)
         except zmq.Again:
-            log.warning("dropped a reply: the peer's queue is full")
+            log.warning("dropped the end of a streamed read: the peer's queue is full")
         except zmq.ZMQError as exc:
             if exc.errno != errno.EHOSTUNREACH:
                 raise

@@ -280,8 +280,9 @@ def test_client_that_never_reads_its_replies_cannot_stall_others(server: ServerP
         meter = PingMeter(server.query_endpoint)
         meter.start()
         # Each reply is a full page of 100 events (about 15 KiB): far more than
-        # the hog's queues and socket buffers hold. The server keeps at most its
-        # ROUTER high-water mark of them (1000 messages) and drops the rest.
+        # the hog's queues and socket buffers hold. Once the server's ROUTER
+        # high-water mark (1000 messages) is reached, the next reply waits and
+        # the hog's later requests wait unread behind it.
         sent = 0
         for _ in range(6000):
             hog.send_multipart([b"", *seed.encode_query(None, None)])
@@ -301,6 +302,43 @@ def test_client_that_never_reads_its_replies_cannot_stall_others(server: ServerP
             client.publish(b"after the hog")
             assert client.ping() < 1.0
         hog.close(linger=0)
+    finally:
+        context.destroy(linger=0)
+
+
+def test_a_client_that_reads_late_still_gets_every_acknowledgement(
+    server: ServerProcess,
+) -> None:
+    """Replies beyond the peer's queue wait for room: no acknowledgement is dropped."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with client_for(server, context) as client:
+            for index in range(100):
+                client.publish(b"%04d" % index + b"x" * 100)
+        late = context.socket(zmq.DEALER)
+        late.setsockopt(zmq.LINGER, 0)
+        late.setsockopt(zmq.RCVHWM, 1)
+        late.setsockopt(zmq.RCVBUF, 4096)
+        late.setsockopt(zmq.RCVTIMEO, 20_000)
+        late.connect(server.query_endpoint)
+        # Each QUERY is answered with a full page (about 15 KiB), so the
+        # replies soon overflow the server's queue for this peer; each
+        # PUBLISH behind one must still be acknowledged once there is room.
+        pairs = 2_000
+        for index in range(pairs):
+            late.send_multipart([b"", *seed.encode_query(None, None)])
+            late.send_multipart([b"", *seed.encode_publish(b"late-%05d" % index)])
+        assert wait_for(lambda: "the peer's queue is full" in server.log, 20), server.log[-2000:]
+        time.sleep(0.5)  # the server now holds replies it could not send yet
+        for _ in range(pairs):
+            page = late.recv_multipart()
+            assert len(page) == 1 + 2 * seed.QUERY_PAGE_SIZE, page[:3]
+            assert late.recv_multipart() == [b"", b"PUBLISHED"]
+        assert "dropped a reply" not in server.log
+        late.close(linger=0)
+        with client_for(server, context) as client:
+            stored = [event.data for event in client.query()]
+        assert stored[100:] == [b"late-%05d" % index for index in range(pairs)]
     finally:
         context.destroy(linger=0)
 
