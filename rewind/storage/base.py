@@ -35,6 +35,14 @@ class EventStore(ABC):
     durable: bool
     """Whether a returned :meth:`append` survives a crash of the process."""
 
+    commits_wait_on_others: bool = False
+    """Whether a commit can wait on other machines or processes (network, shared locks).
+
+    The server then never commits on its own loop, where such a wait (a
+    database out of reach, another server holding the append lock) would
+    hold up every other request too.
+    """
+
     write_failure: str | None = None
     """Why the store stopped accepting appends, or ``None`` while it accepts them.
 

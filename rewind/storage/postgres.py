@@ -125,6 +125,7 @@ class PostgresStore(EventStore):
 
     kind = "postgresql"
     durable = True
+    commits_wait_on_others = True
 
     def __init__(self, conninfo: str, *, schema: str = DEFAULT_SCHEMA) -> None:
         self.schema = schema

@@ -91,3 +91,23 @@ def test_inline_waits_its_turn_behind_a_commit_under_way(
     assert positions == [1, 2, 3, 4]
     assert [event.stream for event in store.read_all(limit=10)] == ["first"] * 2 + ["second"] * 2
     blocker.close()
+
+
+class SharedStore(SQLiteStore):
+    """An SQLite store declaring that its commits can wait on others, as PostgreSQL's do."""
+
+    commits_wait_on_others = True
+
+
+def test_a_store_whose_commits_wait_on_others_always_commits_on_the_thread(
+    tmp_path: Path,
+) -> None:
+    store = SharedStore(tmp_path / "events.db")
+    committer: ThreadedCommitter[Item] = ThreadedCommitter(store)
+    try:
+        assert not committer.submit(_items("a", 2), inline=True)
+        (batch,) = _wait_for(committer, 2)
+        assert _positions(batch) == [1, 2]
+    finally:
+        committer.close()
+        store.close()
