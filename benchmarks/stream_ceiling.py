@@ -20,7 +20,8 @@ import zmq
 
 from benchmarks.clients import payload
 from rewind.model import DEFAULT_STREAM, RecordedEvent
-from rewind.protocol import v2
+from rewind.protocol import dispatch, v2
+from rewind.protocol.envelope import split_envelope
 from rewind.protocol.v2 import wire
 from rewind.server.transport import receive, send_routed
 
@@ -30,7 +31,7 @@ PAYLOAD_SIZE = 100
 
 @dataclass(slots=True)
 class _Read:
-    routing: list[bytes]
+    routing: tuple[bytes, ...]
     request_id: int
     batch: list[bytes]
     position: int
@@ -61,15 +62,14 @@ def serve(socket: zmq.Socket[Any]) -> None:
                 frames = receive(socket)
             except zmq.Again:
                 break
-            # DEALER clients of the benchmarks send an empty delimiter first.
-            split = 2 if len(frames) > 1 and frames[1] == b"" else 1
-            routing, body = frames[:split], frames[split:]
-            request = v2.parse_request(body)
+            envelope = split_envelope(frames, dispatch.is_command)
+            routing, peer = envelope.routing, envelope.routing[0]
+            request = v2.parse_request(envelope.body)
             if isinstance(request, v2.ReadAll):
                 size = request.batch_size
                 if size not in batches:
                     batches[size] = _batch(size)
-                reads[routing[0]] = _Read(
+                reads[peer] = _Read(
                     routing,
                     request.request_id,
                     batches[size],
@@ -77,13 +77,12 @@ def serve(socket: zmq.Socket[Any]) -> None:
                     left=request.max_count or 0,
                     credit=request.credit,
                 )
-            elif isinstance(request, v2.Credit) and routing[0] in reads:
-                reads[routing[0]].credit += request.grant
+            elif isinstance(request, v2.Credit) and peer in reads:
+                reads[peer].credit += request.grant
             else:
                 continue
-            read = reads[routing[0]]
-            if _pump(socket, read):
-                del reads[routing[0]]
+            if _pump(socket, reads[peer]):
+                del reads[peer]
 
 
 def _pump(socket: zmq.Socket[Any], read: _Read) -> bool:

@@ -412,18 +412,11 @@ class Server:
 
     def _deliver(self, routing: Routing, frames: list[bytes]) -> bool:
         """Send a queued reply; ``False`` if the peer's queue is full (it stays queued)."""
-        assert self._router is not None
-        try:
-            transport.send_routed(self._router, routing, frames)
-        except zmq.Again:
+        if not self._try_send(routing, frames):
             if routing not in self._stalled:
                 self._stalled.add(routing)
                 log.warning("replies wait: the peer's queue is full (a client reads slowly)")
             return False
-        except zmq.ZMQError as exc:
-            if exc.errno != errno.EHOSTUNREACH:
-                raise
-            log.info("dropped a reply: the peer has gone")
         if self._stalled:
             self._stalled.discard(routing)
         return True
@@ -567,15 +560,24 @@ class Server:
         If the peer's queue is full, the message is dropped with a log line
         (the client's read then times out).
         """
+        if not self._try_send(routing, frames):
+            log.warning("dropped the end of a streamed read: the peer's queue is full")
+
+    def _try_send(self, routing: Routing, frames: list[bytes]) -> bool:
+        """Send a message; ``False`` if the peer's queue is full and nothing was sent.
+
+        A peer that has gone counts as sent: there is no one to send it to.
+        """
         assert self._router is not None
         try:
             transport.send_routed(self._router, routing, frames)
         except zmq.Again:
-            log.warning("dropped the end of a streamed read: the peer's queue is full")
+            return False
         except zmq.ZMQError as exc:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
             log.info("dropped a reply: the peer has gone")
+        return True
 
 
 def _read_failure(session: ReadSession, error: StorageError) -> list[bytes]:

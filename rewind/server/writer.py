@@ -112,6 +112,7 @@ class ThreadedCommitter(Generic[ItemT]):
         self._condition = threading.Condition()
         self._queue: list[ItemT] = []
         self._committing = False
+        self._may_commit_inline = not store.commits_wait_on_others
         self._woken = False
         self._done: deque[CommittedBatch[ItemT]] = deque()
         self._closing = False
@@ -132,7 +133,7 @@ class ThreadedCommitter(Generic[ItemT]):
         Returns whether it committed inline (its batch is then ready for
         :meth:`take_completed`).
         """
-        inline = inline and not self._store.commits_wait_on_others
+        inline = inline and self._may_commit_inline
         with self._condition:
             if not (inline and not self._queue and not self._committing):
                 self._queue.extend(items)

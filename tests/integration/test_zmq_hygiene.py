@@ -56,6 +56,22 @@ def client_for(server: ServerProcess, context: zmq.Context[zmq.Socket[bytes]]) -
     )
 
 
+def slow_reader(context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
+    """A DEALER whose queues and socket buffer hold almost nothing of the replies.
+
+    Sends give up after 5 s and receives after 20 s, so a test fails
+    instead of hanging.
+    """
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 4096)
+    sock.setsockopt(zmq.SNDTIMEO, 5000)
+    sock.setsockopt(zmq.RCVTIMEO, 20_000)
+    sock.connect(endpoint)
+    return sock
+
+
 def percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -270,12 +286,7 @@ def test_client_that_never_reads_its_replies_cannot_stall_others(server: ServerP
             for index in range(100):
                 client.publish(b"%04d" % index + b"x" * 100)
         rss_before = rss(server)
-        hog = context.socket(zmq.DEALER)
-        hog.setsockopt(zmq.LINGER, 0)
-        hog.setsockopt(zmq.RCVHWM, 1)
-        hog.setsockopt(zmq.RCVBUF, 4096)
-        hog.setsockopt(zmq.SNDTIMEO, 5000)
-        hog.connect(server.query_endpoint)
+        hog = slow_reader(context, server.query_endpoint)
 
         meter = PingMeter(server.query_endpoint)
         meter.start()
@@ -315,12 +326,7 @@ def test_a_client_that_reads_late_still_gets_every_acknowledgement(
         with client_for(server, context) as client:
             for index in range(100):
                 client.publish(b"%04d" % index + b"x" * 100)
-        late = context.socket(zmq.DEALER)
-        late.setsockopt(zmq.LINGER, 0)
-        late.setsockopt(zmq.RCVHWM, 1)
-        late.setsockopt(zmq.RCVBUF, 4096)
-        late.setsockopt(zmq.RCVTIMEO, 20_000)
-        late.connect(server.query_endpoint)
+        late = slow_reader(context, server.query_endpoint)
         # Each QUERY is answered with a full page (about 15 KiB), so the
         # replies soon overflow the server's queue for this peer; each
         # PUBLISH behind one must still be acknowledged once there is room.
@@ -352,12 +358,7 @@ def test_requests_piled_behind_an_unread_gorewind_query_are_bounded(
             for _ in range(20):
                 client.append("long", [b"x" * 1000] * 250)
         rss_before = rss(server)
-        hog = context.socket(zmq.DEALER)
-        hog.setsockopt(zmq.LINGER, 0)
-        hog.setsockopt(zmq.RCVHWM, 1)
-        hog.setsockopt(zmq.RCVBUF, 4096)
-        hog.setsockopt(zmq.SNDTIMEO, 5000)
-        hog.connect(server.query_endpoint)
+        hog = slow_reader(context, server.query_endpoint)
         # 5,000 EVENT messages of 1 KB: more than the hog's buffers take, so the
         # QUERY blocks its connection, and everything sent after it waits.
         hog.send_multipart([b"", *gorewind.encode_query_request("long")])
