@@ -1,6 +1,6 @@
 """Bare pyzmq servers: the transport ceilings Rewind is measured against.
 
-Run as ``python -m benchmarks.echo [rep|router|relay]``. Each binds free
+Run as ``python -m benchmarks.echo [MODE] [FILE]``. Each binds free
 loopback ports, prints ``echo ready <endpoint> [<feed endpoint>]`` on stdout
 and then serves until killed:
 
@@ -11,6 +11,10 @@ and then serves until killed:
   request (as many as a v2 feed message) on a PUB socket, then echoes the
   request as its reply: the hop a server makes between a publisher and its
   subscribers, minus storage.
+* ``durable-relay FILE``: a ``relay`` that first appends every group of
+  requests waiting on its socket to FILE and flushes it (``fdatasync``),
+  then publishes and answers them: the least a durable server must do
+  before its subscribers may see an event (group commit, minus a database).
 * ``ack``: a ROUTER socket that answers every request with ``PUBLISHED``,
   as a seed-protocol server that stored nothing would.
 * ``stream``: a ROUTER socket that answers v2 ``READ_ALL`` requests with
@@ -23,13 +27,14 @@ interpreter's.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import zmq
 
 READY_PREFIX = "echo ready "
-MODES = ("rep", "router", "ack", "relay", "stream")
+MODES = ("rep", "router", "ack", "relay", "durable-relay", "stream")
 
 
 def _bind(context: zmq.Context[Any], kind: int) -> tuple[zmq.Socket[Any], str]:
@@ -38,7 +43,7 @@ def _bind(context: zmq.Context[Any], kind: int) -> tuple[zmq.Socket[Any], str]:
     return socket, socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def main(mode: str = "rep") -> None:
+def main(mode: str = "rep", path: str = "") -> None:
     """Bind, announce the endpoints, serve forever."""
     context: zmq.Context[Any] = zmq.Context()
     if mode == "rep":
@@ -66,6 +71,8 @@ def main(mode: str = "rep") -> None:
     # No high-water mark: a slow subscriber shows up as latency, not as loss.
     publisher.setsockopt(zmq.SNDHWM, 0)
     print(f"{READY_PREFIX}{endpoint} {feed}", flush=True)
+    if mode == "durable-relay":
+        _relay_durably(socket, publisher, path)
     while True:
         frames = socket.recv_multipart(copy=True)
         # The request's last six frames (header, stream, id, type, metadata,
@@ -74,8 +81,25 @@ def main(mode: str = "rep") -> None:
         socket.send_multipart(frames, copy=True)
 
 
+def _relay_durably(socket: zmq.Socket[Any], publisher: zmq.Socket[Any], path: str) -> None:
+    """Serve as the relay does, each drained group made durable before it is relayed."""
+    with open(path, "ab", buffering=0) as log:
+        while True:
+            group = [socket.recv_multipart(copy=True)]
+            try:
+                while True:
+                    group.append(socket.recv_multipart(zmq.NOBLOCK, copy=True))
+            except zmq.Again:
+                pass
+            log.write(b"".join(frames[-1] for frames in group))
+            os.fdatasync(log.fileno())
+            for frames in group:
+                publisher.send_multipart(frames[-6:], copy=True)
+                socket.send_multipart(frames, copy=True)
+
+
 if __name__ == "__main__":
     try:
-        main(sys.argv[1] if len(sys.argv) > 1 else "rep")
+        main(*sys.argv[1:3])
     except KeyboardInterrupt:
         sys.exit(0)

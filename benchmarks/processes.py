@@ -27,12 +27,14 @@ START_TIMEOUT = 120.0
 class EchoProcess:
     """A bare pyzmq echo server (:mod:`benchmarks.echo`) in a subprocess.
 
-    ``mode`` is one of :data:`benchmarks.echo.MODES`; a ``relay`` also has a
-    ``feed_endpoint`` that SUB sockets connect to.
+    ``mode`` is one of :data:`benchmarks.echo.MODES`, ``args`` what it takes
+    (a ``durable-relay``'s file); a relay also has a ``feed_endpoint`` that
+    SUB sockets connect to.
     """
 
-    def __init__(self, mode: str = "rep") -> None:
+    def __init__(self, mode: str = "rep", *args: str) -> None:
         self.mode = mode
+        self.args = args
         self.process: subprocess.Popen[str] | None = None
         self.endpoint = ""
         self.feed_endpoint = ""
@@ -40,7 +42,7 @@ class EchoProcess:
     def start(self) -> EchoProcess:
         """Spawn the echo server and wait for the endpoint it reports."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.echo", self.mode],
+            [sys.executable, "-m", "benchmarks.echo", self.mode, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,

@@ -43,6 +43,28 @@ def test_streaming_ceiling_serves_a_read_as_rewind_would() -> None:
         context.destroy(0)
 
 
+def test_durable_relay_stores_a_request_before_publishing_and_answering_it(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "relay.log"
+    request = [b"", b"header", b"stream", b"id", b"type", b"metadata", b"the data"]
+    context: zmq.Context[bytes] = zmq.Context()
+    try:
+        with EchoProcess("durable-relay", str(log)) as relay:
+            subscriber = context.socket(zmq.SUB)
+            subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+            subscriber.connect(relay.feed_endpoint)
+            socket = dealer(context, relay.endpoint)
+            # A subscription travels asynchronously: publish until one arrives.
+            while not subscriber.poll(100):
+                socket.send_multipart(request)
+                assert socket.recv_multipart() == request
+            assert subscriber.recv_multipart() == request[-6:]
+            assert log.read_bytes().startswith(b"the data")
+    finally:
+        context.destroy(0)
+
+
 def test_acknowledging_ceiling_answers_published() -> None:
     context: zmq.Context[bytes] = zmq.Context()
     try:
