@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import uuid
 from pathlib import Path
+
+from rewind.model import new_event_id
 
 
 def commit_per_event(path: Path, payload: bytes, seconds: float) -> tuple[int, float]:
@@ -31,7 +32,7 @@ def commit_per_event(path: Path, payload: bytes, seconds: float) -> tuple[int, f
         while True:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
-                "INSERT INTO events (event_id, data) VALUES (?, ?)", (uuid.uuid1().bytes, payload)
+                "INSERT INTO events (event_id, data) VALUES (?, ?)", (new_event_id().bytes, payload)
             )
             db.execute("COMMIT")
             count += 1
@@ -72,9 +73,10 @@ def paged_select(path: Path, after: int, events: int, page: int) -> tuple[int, f
 def batch_commits(path: Path, payload: bytes, batch: int, events: int) -> tuple[int, float]:
     """Insert ``events`` rows, ``batch`` per transaction, durably like Rewind's store.
 
-    The table has the columns and unique indexes of Rewind's own events table
-    (id, stream and version, commit time, type, metadata, data), so each row
-    costs the same index maintenance. WAL with ``synchronous=FULL``, one
+    The table has the columns and indexes of Rewind's own events table (id,
+    stream and version, commit time, type, metadata, data) and the ids are
+    made as Rewind's clients make them, so each row costs the same index
+    maintenance. WAL with ``synchronous=FULL``, one
     ``BEGIN IMMEDIATE`` … ``COMMIT`` per batch. Returns rows committed and seconds.
     """
     db = sqlite3.connect(path, isolation_level=None)
@@ -93,6 +95,7 @@ def batch_commits(path: Path, payload: bytes, batch: int, events: int) -> tuple[
             " data BLOB NOT NULL,"
             " UNIQUE (stream, version))"
         )
+        db.execute("CREATE INDEX IF NOT EXISTS events_by_time ON events (recorded_at)")
         insert = (
             "INSERT INTO events"
             " (event_id, stream, version, recorded_at, event_type, metadata, data)"
@@ -103,7 +106,7 @@ def batch_commits(path: Path, payload: bytes, batch: int, events: int) -> tuple[
         while count < events:
             now_us = time.time_ns() // 1000
             rows = [
-                (uuid.uuid4().bytes, version, now_us, payload)
+                (new_event_id().bytes, version, now_us, payload)
                 for version in range(count, count + min(batch, events - count))
             ]
             db.execute("BEGIN IMMEDIATE")

@@ -12,6 +12,8 @@ from typing import Any
 
 import zmq
 
+from rewind.model import new_event_id
+
 REPLY_TIMEOUT_MS = 30_000
 """A server that stops answering fails the benchmark instead of hanging it."""
 
@@ -23,6 +25,17 @@ def payload(size: int) -> bytes:
     head = b'{"type":"benchmark","seq":1,"pad":"'
     tail = b'"}'
     return head + b"x" * max(0, size - len(head) - len(tail)) + tail
+
+
+def event_id() -> bytes:
+    """A fresh client-supplied event id, made as Rewind's clients make theirs.
+
+    They are type 1 UUIDs, whose leading bytes follow the clock, so the
+    store's id index grows at one end. Random (type 4) ids would land all
+    over the index, and each commit would rewrite a page per event: about
+    40% fewer events/s for groups of 20 in ``SQLiteStore`` on this machine.
+    """
+    return new_event_id().bytes
 
 
 def publish_frames(size: int) -> list[bytes]:

@@ -13,7 +13,6 @@ import os
 import queue
 import struct
 import time
-import uuid
 from array import array
 from collections.abc import Collection, Sequence
 from contextlib import ExitStack
@@ -25,7 +24,7 @@ from benchmarks import bare_sqlite, clients, store
 from benchmarks.processes import EchoProcess, cpu_seconds, start_rewind, stop_rewind
 from benchmarks.report import Figure, Row
 from benchmarks.suites import MIDDLE_SHARE, Run, count_label
-from rewind.model import ANY_VERSION, NewEvent
+from rewind.model import ANY_VERSION, NewEvent, new_event_id
 from rewind.protocol import v2
 from rewind.protocol.v2 import wire
 
@@ -82,14 +81,14 @@ def append_requests(
     template = v2.encode_append_request(
         first_id,
         stream,
-        [NewEvent(payload, uuid.uuid4(), EVENT_TYPE) for _ in range(events_each)],
+        [NewEvent(payload, new_event_id(), EVENT_TYPE) for _ in range(events_each)],
     )
     messages = []
     for request_id in range(first_id, first_id + requests):
         frames = [DELIMITER, *template]
         frames[3] = wire.APPEND_HEADER.pack(request_id, ANY_VERSION, events_each)
         for index in range(events_each):
-            frames[5 + 4 * index] = uuid.uuid4().bytes
+            frames[5 + 4 * index] = clients.event_id()
         messages.append(frames)
     return messages
 
@@ -492,7 +491,7 @@ def publish_steadily(
             request_id += 1
             header = wire.APPEND_HEADER.pack(request_id, ANY_VERSION, 1)
             data = _STAMP.pack(time.monotonic_ns(), kind) + pad
-            event = [uuid.uuid4().bytes, EVENT_TYPE.encode(), b"", data]
+            event = [clients.event_id(), EVENT_TYPE.encode(), b"", data]
             socket.send_multipart([DELIMITER, wire.MARKER, wire.APPEND, header, stream, *event])
             pending += 1
             next_send += interval
