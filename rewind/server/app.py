@@ -120,6 +120,8 @@ class Server:
         try:
             self._sockets = ServerSockets(self.config, self._context)
             self._router = self._sockets.router
+            # Bounds each wait of _wait_for_requests; other receives never block.
+            self._router.setsockopt(zmq.RCVTIMEO, POLL_INTERVAL_MS)
             self._security = self._sockets.security
             self.query_endpoints = self._sockets.query_endpoints
             self.streaming_endpoints = self._sockets.streaming_endpoints
@@ -193,6 +195,9 @@ class Server:
         other_writers = self._other_writers
         other_writers.watch(poller)
         while not self._stop_requested:
+            if self._only_a_request_can_need_the_loop():
+                self._wait_for_requests()
+                continue
             if self._sessions_busy:
                 timeout = 0
             elif self._sessions_blocked or self._stalled:
@@ -217,6 +222,42 @@ class Server:
             other_writers.watch(poller)
         self._finish_in_flight()
         log.info("stopped serving")
+
+    def _only_a_request_can_need_the_loop(self) -> bool:
+        assert self._store is not None
+        return not (
+            self._appends_in_flight or self._reads or self._stalled or self._store.announces_commits
+        )
+
+    def _wait_for_requests(self) -> None:
+        """Wait on the request socket alone, then serve every request that came.
+
+        Used while nothing else can need the loop: no commit under way on the
+        writer thread, no streamed read, no stalled reply, and a store that
+        never announces other writers' commits on a socket. Waiting on one
+        socket costs less than polling several, which shows on every request
+        of a synchronous client. What else may need doing is looked at after
+        each request and each timed-out wait: other writers' commits (by
+        time), and a stop (its signal handler sets a flag). The feeds look
+        for new subscriptions themselves before they broadcast.
+        """
+        router = self._router
+        assert router is not None and self._feeds is not None and self._other_writers is not None
+        try:
+            if self._security is not None:
+                frames, user_id = transport.receive_with_user_id(router, 0)
+            else:
+                frames, user_id = transport.receive(router, 0), None
+        except zmq.Again:
+            self._feeds.update_subscriptions()
+            self._other_writers.after_poll({})
+            return
+        self._flush(self._handle(frames, user_id))
+        if transport.has_message(router):
+            self._serve_waiting_requests()
+        else:
+            self._submit_pending()
+        self._other_writers.after_poll({})
 
     def _finish_in_flight(self) -> None:
         assert self._committer is not None

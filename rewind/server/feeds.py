@@ -22,7 +22,7 @@ from rewind.errors import StorageError
 from rewind.model import RecordedEvent
 from rewind.protocol.seed import format_event_id
 from rewind.protocol.v2 import encode_feed_message
-from rewind.server.transport import send
+from rewind.server.transport import has_message, send
 from rewind.storage.base import EventStore
 
 log = logging.getLogger("rewind.server")
@@ -167,4 +167,7 @@ class Feeds:
     def _send(self, events: Sequence[RecordedEvent]) -> None:
         self._head = events[-1].position
         for feed in self._feeds:
+            # The loop may not have polled the socket since a subscriber came.
+            if has_message(feed.subscriptions.socket):
+                feed.subscriptions.update()
             feed.broadcast(events)

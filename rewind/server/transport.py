@@ -19,15 +19,19 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _SNDMORE_NOBLOCK = _SNDMORE | _NOBLOCK
 _RAW_SEND = zmq.backend.Socket.send
+_RAW_GET = zmq.backend.Socket.get
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
-def receive(sock: zmq.Socket[Any]) -> list[bytes]:
+def receive(sock: zmq.Socket[Any], flags: int = _NOBLOCK) -> list[bytes]:
     """Receive every frame of the next message; ``zmq.Again`` if none is waiting.
 
-    Frames are taken uncopied because a frame knows whether more follow, which
-    saves asking the socket once per frame.
+    With ``flags=0`` it waits for the first frame, up to the socket's
+    ``RCVTIMEO``. Frames are taken uncopied because a frame knows whether
+    more follow, which saves asking the socket once per frame.
     """
-    frame = sock.recv(_NOBLOCK, copy=False)
+    frame = sock.recv(flags, copy=False)
     frames = [frame.bytes]
     while frame.more:
         frame = sock.recv(_NOBLOCK, copy=False)
@@ -35,13 +39,13 @@ def receive(sock: zmq.Socket[Any]) -> list[bytes]:
     return frames
 
 
-def receive_with_user_id(sock: zmq.Socket[Any]) -> tuple[list[bytes], str]:
+def receive_with_user_id(sock: zmq.Socket[Any], flags: int = _NOBLOCK) -> tuple[list[bytes], str]:
     """Like :func:`receive`, with the ZAP User-Id of the peer that sent the message.
 
     The User-Id is empty if the peer has none (it was not admitted by ZAP).
     Only servers with CURVE on pay for the extra look-up.
     """
-    frame = sock.recv(_NOBLOCK, copy=False)
+    frame = sock.recv(flags, copy=False)
     try:
         user_id = frame.get("User-Id")
     except zmq.ZMQError:
@@ -51,6 +55,12 @@ def receive_with_user_id(sock: zmq.Socket[Any]) -> tuple[list[bytes], str]:
         frame = sock.recv(_NOBLOCK, copy=False)
         frames.append(frame.bytes)
     return frames, user_id if isinstance(user_id, str) else ""
+
+
+def has_message(sock: zmq.Socket[Any]) -> bool:
+    """Whether a message waits on ``sock`` (cheaper than a receive that raises ``Again``)."""
+    events = _RAW_GET(sock, _EVENTS)
+    return isinstance(events, int) and bool(events & _POLLIN)
 
 
 def send(sock: zmq.Socket[Any], frames: Sequence[bytes]) -> None:

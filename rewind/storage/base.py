@@ -43,6 +43,13 @@ class EventStore(ABC):
     hold up every other request too.
     """
 
+    announces_commits: bool = False
+    """Whether :meth:`commit_wakeup_fd` can ever give a socket to watch.
+
+    The server then keeps polling it alongside its request socket; for a
+    store that never announces, it may wait on the request socket alone.
+    """
+
     write_failure: str | None = None
     """Why the store stopped accepting appends, or ``None`` while it accepts them.
 

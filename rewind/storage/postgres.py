@@ -126,6 +126,7 @@ class PostgresStore(EventStore):
     kind = "postgresql"
     durable = True
     commits_wait_on_others = True
+    announces_commits = True
 
     def __init__(self, conninfo: str, *, schema: str = DEFAULT_SCHEMA) -> None:
         self.schema = schema
