@@ -9,7 +9,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from benchmarks.curve import curve_cost
@@ -19,7 +19,7 @@ from benchmarks.scaleout import scaleout_rows
 from benchmarks.settings import FULL, QUICK
 from benchmarks.store import DATA_DIR
 from benchmarks.suites import Run, big_store, concurrent, single_client
-from benchmarks.v2 import v2_rows
+from benchmarks.v2 import batches, latency, pipelined, read_all
 
 ROW_NAMES = {
     "memory": "row 1: one client publishing to a memory: server",
@@ -75,6 +75,32 @@ def _progress(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
 
 
+Group = tuple[Collection[str], Callable[[], list[Row]]]
+"""Row names and the function that measures them (rows that share a setup)."""
+
+
+def measure_groups(
+    groups: Sequence[Group], wanted: Collection[str], progress: Callable[[str], None]
+) -> tuple[list[Row], list[str]]:
+    """Measure each group with a wanted row; return the rows and what failed.
+
+    A group that raises is reported (its rows are missing) and the others
+    still run, so one failure does not cost a long run's other figures.
+    """
+    rows: list[Row] = []
+    failures: list[str] = []
+    for names, measure in groups:
+        chosen = sorted(set(wanted) & set(names))
+        if not chosen:
+            continue
+        try:
+            rows += measure()
+        except Exception as exc:  # Reported in the notes and by the exit status.
+            failures.append(f"{', '.join(chosen)} failed: {type(exc).__name__}: {exc}")
+            progress(failures[-1])
+    return rows, failures
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen rows, print the table, optionally write JSON."""
     args = build_parser().parse_args(argv)
@@ -82,24 +108,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted: set[str] = args.only or set(ROW_NAMES)
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.UTC)
-    rows: list[Row] = []
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     # Scratch stores live beside the cached ones, on the same disk, and vanish afterwards.
     with tempfile.TemporaryDirectory(dir=DATA_DIR, prefix="run-") as scratch:
         run = Run(settings, Path(scratch), progress=_progress)
-        if wanted & {"memory", "sqlite"}:
-            rows += single_client(run, wanted)
-        if "concurrent" in wanted:
-            rows += concurrent(run)
-        if wanted & {"read", "startup"}:
-            rows += big_store(run, wanted)
-        rows += v2_rows(run, wanted)
-        if "curve" in wanted:
-            rows += curve_cost(run)
-        if "postgres" in wanted:
-            rows += postgres_rows(run)
-        if "scaleout" in wanted:
-            rows += scaleout_rows(run)
+        groups: list[Group] = [
+            ({"memory", "sqlite"}, lambda: single_client(run, wanted)),
+            ({"concurrent"}, lambda: concurrent(run)),
+            ({"read", "startup"}, lambda: big_store(run, wanted)),
+            ({"pipelined"}, lambda: pipelined(run)),
+            ({"batch"}, lambda: batches(run)),
+            ({"readall"}, lambda: read_all(run)),
+            ({"latency"}, lambda: latency(run)),
+            ({"curve"}, lambda: curve_cost(run)),
+            ({"postgres"}, lambda: postgres_rows(run)),
+            ({"scaleout"}, lambda: scaleout_rows(run)),
+        ]
+        rows, failures = measure_groups(groups, wanted, _progress)
     elapsed = time.perf_counter() - started
 
     cpus = os.cpu_count() or 0
@@ -111,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(render_table(rows))
     print()
-    for note in run.notes:
+    for note in [*run.notes, *failures]:
         print(f"* {note}")
     judged = [row for row in rows if row.passed is not None]
     passed = sum(bool(row.passed) for row in judged)
@@ -131,9 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "settings": {
                     name: getattr(settings, name) for name in settings.__dataclass_fields__
                 },
+                "failures": failures,
             },
         )
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

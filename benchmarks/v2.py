@@ -14,7 +14,7 @@ import queue
 import struct
 import time
 from array import array
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -652,17 +652,3 @@ def latency(run: Run) -> list[Row]:
             passed=rewind["p99_ms"] < LATENCY_LIMIT_MS,
         ),
     ]
-
-
-def v2_rows(run: Run, wanted: Collection[str]) -> list[Row]:
-    """The rows 6-9 named in ``wanted``, in table order."""
-    rows: list[Row] = []
-    if "pipelined" in wanted:
-        rows += pipelined(run)
-    if "batch" in wanted:
-        rows += batches(run)
-    if "readall" in wanted:
-        rows += read_all(run)
-    if "latency" in wanted:
-        rows += latency(run)
-    return rows

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import zmq
 
+from benchmarks.__main__ import measure_groups
 from benchmarks.clients import PUBLISHED, publish_frames, req_socket
 from benchmarks.processes import EchoProcess
+from benchmarks.report import Figure, Row
 from benchmarks.v2 import dealer, stream_read
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,29 @@ def test_quick_benchmark_row_prints_a_table_with_a_baseline() -> None:
     row = next(line for line in result.stdout.splitlines() if "1 REQ client, memory:" in line)
     assert "pyzmq REQ→REP echo" in row
     assert "x " in row  # the ratio column
+
+
+def test_a_failing_group_of_rows_is_reported_and_the_others_still_run() -> None:
+    def row(key: str) -> Row:
+        return Row(key, "name", Figure(1.0, "/s"), "baseline", Figure(1.0, "/s"), "", None)
+
+    def broken() -> list[Row]:
+        raise RuntimeError("the server did not start")
+
+    said: list[str] = []
+    rows, failures = measure_groups(
+        [
+            ({"first"}, lambda: [row("1")]),
+            ({"second", "also"}, broken),
+            ({"unwanted"}, broken),
+            ({"third"}, lambda: [row("3")]),
+        ],
+        {"first", "second", "also", "third"},
+        said.append,
+    )
+    assert [r.key for r in rows] == ["1", "3"]
+    assert failures == ["also, second failed: RuntimeError: the server did not start"]
+    assert said == failures
 
 
 def test_streaming_ceiling_serves_a_read_as_rewind_would() -> None:
