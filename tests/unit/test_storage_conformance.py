@@ -108,6 +108,16 @@ def test_an_empty_store_has_nothing(backend: Backend) -> None:
     assert store.position_of(uuid.uuid1()) is None
 
 
+def test_a_store_that_offers_a_commit_wakeup_socket_says_it_announces_commits(
+    backend: Backend,
+) -> None:
+    """The server waits on its request socket alone only for stores that never announce."""
+    store = backend.store
+    store.append([AppendRequest("wakeup", (NewEvent(b"x"),))])
+    if store.commit_wakeup_fd() is not None:
+        assert store.announces_commits
+
+
 def test_events_without_an_id_get_a_fresh_type_1_uuid(backend: Backend) -> None:
     [stored] = backend.store.append([one("s", b"a", b"b")])
     assert all(event.event_id.version == 1 for event in stored)
