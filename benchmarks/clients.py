@@ -32,9 +32,9 @@ def event_id() -> bytes:
 
     They are type 1 UUIDs, whose leading bytes follow the clock (wrapping
     round every seven minutes or so), so the store's id index grows in one
-    place. Random (type 4) ids would land all
-    over the index, and each commit would rewrite a page per event: about
-    40% fewer events/s for groups of 20 in ``SQLiteStore`` on this machine.
+    place. Random (type 4) ids would land all over the index, and each
+    commit would rewrite a page per event: about 40% fewer events/s for
+    groups of 20 in ``SQLiteStore`` on this machine.
     """
     return new_event_id().bytes
 

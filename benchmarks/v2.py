@@ -597,7 +597,7 @@ def latency(run: Run) -> list[Row]:
     run.progress("the same through a bare relay that fdatasyncs each group first")
     with EchoProcess("durable-relay", str(run.scratch / "durable-relay.log")) as relay:
         durable = _measure_latency(run, relay.endpoint, relay.feed_endpoint)
-    outcomes = (("Rewind", rewind), ("relay", bare), ("durable relay", durable))
+    outcomes = (("Rewind", rewind), ("the relay", bare), ("the durable relay", durable))
     for name, outcome in outcomes:
         expected = outcome["expected_per_subscriber"] * s.subscribers
         if outcome["received_total"] != expected:
@@ -625,9 +625,7 @@ def latency(run: Run) -> list[Row]:
     )
     run.notes.append(
         "row 9: worst latency "
-        + ", ".join(
-            f"{outcome['max_ms']:.2f} ms through the {name}" for name, outcome in outcomes
-        ).replace("the Rewind", "Rewind")
+        + ", ".join(f"{outcome['max_ms']:.2f} ms through {name}" for name, outcome in outcomes)
     )
     name = f"v2 feed latency {{}}, {s.subscribers} SUB, {rate} durable appends"
     baseline_name = f"pyzmq ROUTER→PUB relay, {s.subscribers} SUB"

@@ -249,10 +249,7 @@ class Server:
         router = self._router
         assert router is not None and self._feeds is not None and self._other_writers is not None
         try:
-            if self._security is not None:
-                frames, user_id = transport.receive_with_user_id(router, 0)
-            else:
-                frames, user_id = transport.receive(router, 0), None
+            frames, user_id = self._receive_request(router, 0)
         except zmq.Again:
             self._feeds.update_subscriptions()
             self._other_writers.after_poll({})
@@ -302,20 +299,23 @@ class Server:
 
     # Requests ------------------------------------------------------------------------
 
+    def _receive_request(
+        self, router: zmq.Socket[bytes], flags: int = transport.NOBLOCK
+    ) -> tuple[list[bytes], str | None]:
+        """The next request and, with CURVE on, its sender's User-Id; ``zmq.Again`` if none."""
+        if self._security is not None:
+            return transport.receive_with_user_id(router, flags)
+        return transport.receive(router, flags), None
+
     def _serve_waiting_requests(self) -> None:
         router = self._router
         assert router is not None
-        secured = self._security is not None
         # Receiving until ZeroMQ says the queue is empty costs one exception
         # per turn; asking first whether a message waits would cost a call
         # per message.
         for _ in range(MAX_REQUESTS_PER_TURN):
-            user_id: str | None = None
             try:
-                if secured:
-                    frames, user_id = transport.receive_with_user_id(router)
-                else:
-                    frames = transport.receive(router)
+                frames, user_id = self._receive_request(router)
             except zmq.Again:
                 break
             # Answer what is ready at once rather than at the end of the turn: a

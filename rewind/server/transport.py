@@ -15,16 +15,17 @@ from typing import Any
 
 import zmq
 
-_NOBLOCK = int(zmq.NOBLOCK)
+NOBLOCK = int(zmq.NOBLOCK)
+"""``zmq.NOBLOCK`` as a plain int: the receive helpers' default flags."""
 _SNDMORE = int(zmq.SNDMORE)
-_SNDMORE_NOBLOCK = _SNDMORE | _NOBLOCK
+_SNDMORE_NOBLOCK = _SNDMORE | NOBLOCK
 _RAW_SEND = zmq.backend.Socket.send
 _RAW_GET = zmq.backend.Socket.get
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
 
-def receive(sock: zmq.Socket[Any], flags: int = _NOBLOCK) -> list[bytes]:
+def receive(sock: zmq.Socket[Any], flags: int = NOBLOCK) -> list[bytes]:
     """Receive every frame of the next message; ``zmq.Again`` if none is waiting.
 
     With ``flags=0`` it waits for the first frame, up to the socket's
@@ -34,12 +35,12 @@ def receive(sock: zmq.Socket[Any], flags: int = _NOBLOCK) -> list[bytes]:
     frame = sock.recv(flags, copy=False)
     frames = [frame.bytes]
     while frame.more:
-        frame = sock.recv(_NOBLOCK, copy=False)
+        frame = sock.recv(NOBLOCK, copy=False)
         frames.append(frame.bytes)
     return frames
 
 
-def receive_with_user_id(sock: zmq.Socket[Any], flags: int = _NOBLOCK) -> tuple[list[bytes], str]:
+def receive_with_user_id(sock: zmq.Socket[Any], flags: int = NOBLOCK) -> tuple[list[bytes], str]:
     """Like :func:`receive`, with the ZAP User-Id of the peer that sent the message.
 
     The User-Id is empty if the peer has none (it was not admitted by ZAP).
@@ -52,7 +53,7 @@ def receive_with_user_id(sock: zmq.Socket[Any], flags: int = _NOBLOCK) -> tuple[
         user_id = ""
     frames = [frame.bytes]
     while frame.more:
-        frame = sock.recv(_NOBLOCK, copy=False)
+        frame = sock.recv(NOBLOCK, copy=False)
         frames.append(frame.bytes)
     return frames, user_id if isinstance(user_id, str) else ""
 
@@ -83,4 +84,4 @@ def send_routed(sock: zmq.Socket[Any], routing: Sequence[bytes], frames: Sequenc
     last = len(frames) - 1
     for index in range(last):
         raw_send(sock, frames[index], _SNDMORE_NOBLOCK)
-    raw_send(sock, frames[last], _NOBLOCK)
+    raw_send(sock, frames[last], NOBLOCK)
