@@ -9,7 +9,7 @@ means every backend accepts, refuses and re-sends exactly alike.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rewind.errors import AppendRejectedError, EventIdConflictError, WrongExpectedVersionError
 from rewind.model import (
@@ -17,7 +17,6 @@ from rewind.model import (
     NO_STREAM,
     STREAM_EXISTS,
     AppendRequest,
-    NewEvent,
     RecordedEvent,
     new_event_id,
 )
@@ -80,9 +79,11 @@ class GroupCommit:
     """Decides, request by request, what one group commit stores.
 
     ``stream_head`` returns a stream's last stored version (-1 for none) and
-    ``stored_event`` an already stored event by id; both describe the store as
-    it was when the transaction began. Decisions then also take into account
-    everything this group has accepted so far.
+    ``stored_events`` holds the already stored events among the group's ids
+    (every one of them, or none when the backend lets its unique index refuse
+    a stored id instead); both describe the store as it was when the
+    transaction began. Decisions then also take into account everything this
+    group has accepted so far.
     """
 
     def __init__(
@@ -91,72 +92,81 @@ class GroupCommit:
         last_position: int,
         recorded_at_us: int,
         stream_head: Callable[[str], int],
-        stored_event: Callable[[uuid.UUID], RecordedEvent | None],
+        stored_events: Mapping[uuid.UUID, RecordedEvent],
     ) -> None:
         self._position = last_position
         self._recorded_at_us = recorded_at_us
         self._stream_head = stream_head
-        self._stored_event = stored_event
+        self._stored = stored_events
         self._heads: dict[str, int] = {}
-        self._added: dict[uuid.UUID, RecordedEvent] = {}  # by client-chosen id
+        # Client-chosen ids this group stores, by their integer value: an int
+        # hashes in C, a UUID in Python, and this runs once per event.
+        self._added: dict[int, RecordedEvent] = {}
         self.new_events: list[RecordedEvent] = []
         """Every event the group stores, in position order."""
 
     def add(self, request: AppendRequest) -> AppendResult:
         """Decide ``request``: the events it stores (or re-sends), or why it is refused."""
-        if any(event.event_id is not None for event in request.events):
+        events = request.events
+        ids = [event.event_id.int for event in events if event.event_id is not None]
+        if ids:
             # Only requests carrying ids can be re-sends or collide, so the
             # common case (ids assigned here) never looks anything up.
-            outcome = self._check_ids(request)
+            outcome = self._check_ids(request, ids)
             if outcome is not None:
                 return outcome
-        head = self._head(request.stream)
-        refusal = expected_version_error(request.stream, request.expected_version, head)
+        stream = request.stream
+        head = self._head(stream)
+        refusal = expected_version_error(stream, request.expected_version, head)
         if refusal is not None:
             return refusal
-        stored = tuple(
-            self._record(request.stream, head + offset, event)
-            for offset, event in enumerate(request.events, start=1)
-        )
-        self._heads[request.stream] = head + len(stored)
-        return stored
+        position = self._position
+        recorded_at_us = self._recorded_at_us
+        stored = []
+        for version, event in enumerate(events, start=head + 1):
+            position += 1
+            stored.append(
+                RecordedEvent(
+                    position,
+                    event.event_id or new_event_id(),
+                    stream,
+                    version,
+                    recorded_at_us,
+                    event.event_type,
+                    event.metadata,
+                    event.data,
+                )
+            )
+        self._position = position
+        self._heads[stream] = head + len(stored)
+        self.new_events.extend(stored)
+        if ids:
+            # Only an id a client chose can come back later in the group; an
+            # id assigned here is new to everyone, so the common case skips this.
+            added = self._added
+            for recorded in stored:
+                added[recorded.event_id.int] = recorded
+        return tuple(stored)
 
-    def _check_ids(self, request: AppendRequest) -> AppendResult | None:
+    def _check_ids(self, request: AppendRequest, ids: list[int]) -> AppendResult | None:
         """The re-send or conflict a request's ids amount to; ``None`` if they are all new."""
-        ids = [event.event_id for event in request.events if event.event_id is not None]
-        found = [self._find(event_id) for event_id in ids]
-        known = [event for event in found if event is not None]
-        if not known:
-            return _repeated_id(ids)
+        added, stored = self._added, self._stored
+        chosen = [event.event_id for event in request.events if event.event_id is not None]
+        if (not added or added.keys().isdisjoint(ids)) and (
+            not stored or stored.keys().isdisjoint(chosen)
+        ):
+            return None if len(set(ids)) == len(ids) else _repeated_id(chosen)
+        known = [event for event in map(self._find, chosen) if event is not None]
         if len(known) == len(request.events) and _is_resend(request, known):
             return tuple(known)
         return _conflict(request, known[0])
 
     def _find(self, event_id: uuid.UUID) -> RecordedEvent | None:
-        added = self._added.get(event_id)
-        return added if added is not None else self._stored_event(event_id)
+        added = self._added.get(event_id.int)
+        return added if added is not None else self._stored.get(event_id)
 
     def _head(self, stream: str) -> int:
         head = self._heads.get(stream)
         if head is None:
             head = self._heads[stream] = self._stream_head(stream)
         return head
-
-    def _record(self, stream: str, version: int, event: NewEvent) -> RecordedEvent:
-        self._position += 1
-        recorded = RecordedEvent(
-            position=self._position,
-            event_id=event.event_id or new_event_id(),
-            stream=stream,
-            version=version,
-            recorded_at_us=self._recorded_at_us,
-            event_type=event.event_type,
-            metadata=event.metadata,
-            data=event.data,
-        )
-        self.new_events.append(recorded)
-        if event.event_id is not None:
-            # Only an id a client chose can come back later in the group; an
-            # id assigned here is new to everyone, so the common case skips this.
-            self._added[recorded.event_id] = recorded
-        return recorded

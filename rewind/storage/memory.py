@@ -45,7 +45,7 @@ class MemoryStore(EventStore):
                 # Never earlier than the last commit, so time order is position order.
                 recorded_at_us=max(now, last_at),
                 stream_head=lambda stream: len(self._streams.get(stream, ())) - 1,
-                stored_event=self._by_id.get,
+                stored_events=self._by_id,
             )
             results = [group.add(request) for request in requests]
             for event in group.new_events:

@@ -388,7 +388,7 @@ class PostgresStore(EventStore):
                 # order even when servers' clocks disagree.
                 recorded_at_us=max(now, last_recorded_at),
                 stream_head=heads.__getitem__,
-                stored_event=stored.get,
+                stored_events=stored,
             )
             results = [
                 group.add(request) if problem is None else problem

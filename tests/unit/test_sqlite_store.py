@@ -39,7 +39,7 @@ def _statements() -> dict[str, str]:
     statements = {
         name: getattr(sqlite_store, name)
         for name in dir(sqlite_store)
-        if name.endswith("_SQL") and not name.startswith("_") and name != "INSERT_SQL"
+        if name.endswith("_SQL") and not name.startswith("_")
     }
     for backwards in (False, True):
         for bounds in (0, 1, 2):

@@ -158,6 +158,23 @@ def test_one_call_commits_many_requests_in_order(backend: Backend) -> None:
     assert backend.store.read_all(limit=10) == flat
 
 
+@pytest.mark.parametrize("sizes", [(63, 1), (64,), (65, 127), (200, 3, 1)])
+def test_groups_of_any_size_store_every_event_in_order(
+    backend: Backend, sizes: tuple[int, ...]
+) -> None:
+    # Sizes around 64 and its powers of two: SQLite inserts in chunks of those.
+    requests = [
+        with_ids(f"s{index}", *[b"%d" % n for n in range(size)]) for index, size in enumerate(sizes)
+    ]
+    results = backend.store.append(requests)
+    flat = [e for result in results for e in accepted(result)]
+    assert [(e.stream, e.data) for e in flat] == [
+        (request.stream, event.data) for request in requests for event in request.events
+    ]
+    assert [e.event_id for e in flat] == [e.event_id for r in requests for e in r.events]
+    assert backend.reopen().read_all(limit=1000) == flat
+
+
 def test_versions_continue_across_calls_and_reopen(backend: Backend) -> None:
     backend.store.append([one("a", b"1", b"2")])
     store = backend.reopen()
