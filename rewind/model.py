@@ -53,6 +53,24 @@ class _TimeUUIDGenerator:
 new_event_id = _TimeUUIDGenerator()
 """Return a fresh server-assigned event id: a type 1 UUID, as the seed names."""
 
+_new_object = object.__new__
+_set_field = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
+def event_id_from_bytes(raw: bytes) -> uuid.UUID:
+    """``uuid.UUID(bytes=raw)`` for exactly 16 bytes, in under half the time.
+
+    ``UUID``'s constructor checks its arguments in Python, which costs more
+    than the rest of decoding an event; ids read from the store or the wire
+    are already 16 bytes. The fields are set the way ``UUID`` sets them when
+    it is unpickled.
+    """
+    event_id = _new_object(uuid.UUID)
+    _set_field(event_id, "int", int.from_bytes(raw))
+    _set_field(event_id, "is_safe", _UNKNOWN_SAFETY)
+    return event_id
+
 
 class NewEvent(NamedTuple):
     """An event as a writer hands it over, before it has a position.

@@ -22,7 +22,7 @@ from rewind.errors import (
     StoreUnavailableError,
     WritesStoppedError,
 )
-from rewind.model import AppendRequest, RecordedEvent, StreamInfo
+from rewind.model import AppendRequest, RecordedEvent, StreamInfo, event_id_from_bytes
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
 from rewind.storage.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, migrate
@@ -152,7 +152,7 @@ def _clamp(number: int) -> int:
 def _to_event(row: _Row) -> RecordedEvent:
     return RecordedEvent(
         position=row[0],
-        event_id=uuid.UUID(bytes=row[1]),
+        event_id=event_id_from_bytes(row[1]),
         stream=row[2],
         version=row[3],
         recorded_at_us=row[4],

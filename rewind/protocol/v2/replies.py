@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from rewind.model import RecordedEvent, StreamInfo
+from rewind.model import RecordedEvent, StreamInfo, event_id_from_bytes
 from rewind.protocol.v2 import wire
 from rewind.protocol.v2.requests import BadRequest
 from rewind.protocol.v2.wire import EndReason, ErrorCode, ProtocolError
@@ -363,7 +363,7 @@ def _decode_appended(frames: Sequence[bytes]) -> Appended:
     if not ids or len(ids) % wire.EVENT_ID_BYTES:
         raise ProtocolError(f"APPENDED ids frame has {len(ids)} bytes, not a multiple of 16")
     event_ids = tuple(
-        uuid.UUID(bytes=bytes(ids[i : i + wire.EVENT_ID_BYTES]))
+        event_id_from_bytes(bytes(ids[i : i + wire.EVENT_ID_BYTES]))
         for i in range(0, len(ids), wire.EVENT_ID_BYTES)
     )
     return Appended(request_id, first, last, last_version, recorded_at, event_ids)

@@ -14,7 +14,14 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from rewind.model import ANY_VERSION, NO_STREAM, STREAM_EXISTS, AppendRequest, NewEvent
+from rewind.model import (
+    ANY_VERSION,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendRequest,
+    NewEvent,
+    event_id_from_bytes,
+)
 from rewind.protocol.v2 import wire
 from rewind.protocol.v2.wire import END, I63_MAX, NO_LIMIT, ErrorCode, StartKind
 
@@ -280,6 +287,8 @@ def _parse_append(body: Sequence[bytes]) -> Append:
     stream = _name(body[3], "stream name")
     events: list[NewEvent] = []
     seen: set[bytes] = set()
+    # The events of one append mostly share a type or two: each is checked once.
+    types: dict[bytes, str] = {}
     for index in range(count):
         id_frame, type_frame, metadata, data = body[4 + 4 * index : 8 + 4 * index]
         event_id: uuid.UUID | None = None
@@ -289,8 +298,12 @@ def _parse_append(body: Sequence[bytes]) -> Append:
             if id_frame in seen:
                 raise _Bad(f"event {index}: id {uuid.UUID(bytes=bytes(id_frame))} appears twice")
             seen.add(id_frame)
-            event_id = uuid.UUID(bytes=bytes(id_frame))
-        event_type = _name(type_frame, f"event {index} type", allow_empty=True)
+            event_id = event_id_from_bytes(id_frame)
+        event_type = types.get(type_frame)
+        if event_type is None:
+            event_type = types[type_frame] = _name(
+                type_frame, f"event {index} type", allow_empty=True
+            )
         events.append(NewEvent(data, event_id, event_type, metadata))
     return Append(request_id, stream, tuple(events), expected)
 

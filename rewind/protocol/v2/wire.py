@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import struct
-import uuid
 from collections.abc import Sequence
 from enum import IntEnum
 
-from rewind.model import RecordedEvent
+from rewind.model import RecordedEvent, event_id_from_bytes
 
 MARKER = b"RWD2"
 """First frame of every v2 request and reply: protocol and version."""
@@ -193,7 +192,7 @@ def decode_event(frames: Sequence[bytes], start: int = 0) -> RecordedEvent:
     position, version, recorded_at_us = EVENT_HEADER.unpack(header)
     return RecordedEvent(
         position=position,
-        event_id=uuid.UUID(bytes=bytes(id_frame)),
+        event_id=event_id_from_bytes(bytes(id_frame)),
         stream=stream,
         version=version,
         recorded_at_us=recorded_at_us,
