@@ -572,16 +572,25 @@ class Server:
 
     def _finish_commits(self) -> None:
         assert self._committer is not None
+        batches = self._committer.take_completed()
+        if not batches:
+            return
         touched: set[Routing] = set()
-        for batch in self._committer.take_completed():
-            self._finish_batch(batch)
+        for batch in batches:
+            self._answer_batch(batch)
             self._appends_in_flight -= len(batch.items)
             touched.update(item.routing for item in batch.items)
+        # Durable now. The writers hear first, then the subscribers: a writer
+        # waits for its answer, which is what a synchronous client's rate
+        # depends on, while a broadcast is a one-way message either way.
         for routing in touched:
             self._flush(routing)
+        assert self._feeds is not None and self._store is not None
+        for batch in batches:
+            stored = [result for result in batch.results if isinstance(result, tuple)]
+            self._feeds.broadcast(self._store, [event for events in stored for event in events])
 
-    def _finish_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
-        assert self._feeds is not None
+    def _answer_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
         if batch.error is not None:
             if isinstance(batch.error, WritesStoppedError):
                 if not self._writes_stopped_reported:
@@ -592,11 +601,6 @@ class Server:
             for item in batch.items:
                 item.slot.frames = item.encode(batch.error)
             return
-        # Durable now: tell the world; the writers' replies follow in order.
-        assert self._store is not None
-        for result in batch.results:
-            if isinstance(result, tuple):
-                self._feeds.broadcast(self._store, result)
         for item, result in zip(batch.items, batch.results, strict=True):
             item.slot.frames = item.encode(result)
 

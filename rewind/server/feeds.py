@@ -76,18 +76,19 @@ class SeedFeed:
 
     def __init__(self, socket: zmq.Socket[Any], last_event_id: uuid.UUID | None) -> None:
         self.subscriptions = Subscriptions(socket)
-        self._previous_id = b"" if last_event_id is None else format_event_id(last_event_id)
+        # Kept as a UUID and formatted only when sent: nobody may be listening.
+        self._previous: uuid.UUID | None = last_event_id
 
     def broadcast(self, events: Sequence[RecordedEvent]) -> None:
         """Send committed events, in commit order. Never blocks: XPUB drops at its HWM."""
-        if not self.subscriptions.any:
-            self._previous_id = format_event_id(events[-1].event_id)
-            return
-        sock = self.subscriptions.socket
-        for event in events:
-            event_id = format_event_id(event.event_id)
-            send(sock, (event_id, self._previous_id, event.data))
-            self._previous_id = event_id
+        if self.subscriptions.any:
+            sock = self.subscriptions.socket
+            previous_id = b"" if self._previous is None else format_event_id(self._previous)
+            for event in events:
+                event_id = format_event_id(event.event_id)
+                send(sock, (event_id, previous_id, event.data))
+                previous_id = event_id
+        self._previous = events[-1].event_id
 
 
 class V2Feed:
@@ -131,8 +132,18 @@ class Feeds:
         return self._head
 
     def broadcast(self, store: EventStore, events: Sequence[RecordedEvent]) -> None:
-        """Broadcast newly committed events on every feed, after any that precede them."""
-        fresh = [event for event in events if event.position > self._head]
+        """Broadcast newly committed events on every feed, after any that precede them.
+
+        ``events`` are what one commit's appends returned, in order: an event
+        at or before a position already broadcast (a re-send's, which may
+        repeat one earlier in the same list) is skipped.
+        """
+        fresh = []
+        head = self._head
+        for event in events:
+            if event.position > head:
+                fresh.append(event)
+                head = event.position
         if not fresh:
             return
         if fresh[0].position > self._head + 1:

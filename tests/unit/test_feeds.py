@@ -1,0 +1,93 @@
+"""The feeds send each committed event once, in position order, over real XPUB/SUB sockets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+
+from rewind.model import AppendRequest, NewEvent, RecordedEvent
+from rewind.protocol.v2 import decode_feed_message
+from rewind.server.feeds import Feeds, SeedFeed, V2Feed
+from rewind.storage.memory import MemoryStore
+
+
+class Wired:
+    """Feeds on inproc XPUB sockets, a SUB on the v2 one, and a memory store."""
+
+    def __init__(self, context: zmq.Context[Any], name: str) -> None:
+        self.store = MemoryStore()
+        self.sockets: list[zmq.Socket[Any]] = []
+        seed_socket, v2_socket = (self._bound(context, f"inproc://{name}-{kind}") for kind in "sv")
+        self.feeds = Feeds(SeedFeed(seed_socket, None), V2Feed(v2_socket), head_position=0)
+        self.subscriber = context.socket(zmq.SUB)
+        self.sockets.append(self.subscriber)
+        self.subscriber.setsockopt(zmq.RCVTIMEO, 2000)
+        self.subscriber.connect(f"inproc://{name}-v")
+        self.subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+        # The feed learns of the subscription before it is sent anything.
+        deadline = time.monotonic() + 5
+        while not v2_socket.poll(10) and time.monotonic() < deadline:
+            pass
+
+    def _bound(self, context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+        socket = context.socket(zmq.XPUB)
+        self.sockets.append(socket)
+        socket.bind(endpoint)
+        return socket
+
+    def append(self, stream: str, *data: bytes) -> tuple[RecordedEvent, ...]:
+        [result] = self.store.append([AppendRequest(stream, tuple(NewEvent(d) for d in data))])
+        assert isinstance(result, tuple)
+        return result
+
+    def received_positions(self) -> list[int]:
+        positions = []
+        while self.subscriber.poll(200):
+            event = decode_feed_message(self.subscriber.recv_multipart())
+            assert event is not None
+            positions.append(event.position)
+        return positions
+
+    def close(self) -> None:
+        for socket in self.sockets:
+            socket.close(linger=0)
+
+
+@pytest.fixture
+def wired(request: pytest.FixtureRequest) -> Iterator[Wired]:
+    context: zmq.Context[Any] = zmq.Context()
+    wired = Wired(context, request.node.name)
+    yield wired
+    wired.close()
+    context.term()
+
+
+def test_a_commit_that_repeats_its_own_events_broadcasts_each_once(wired: Wired) -> None:
+    first = wired.append("s", b"1", b"2")
+    other = wired.append("t", b"3")
+    # One commit's results: a re-send within the group returns the first append's events.
+    wired.feeds.broadcast(wired.store, [*first, *other, *first])
+    assert wired.received_positions() == [1, 2, 3]
+    assert wired.feeds.head == 3
+
+
+def test_a_resend_of_events_broadcast_earlier_sends_nothing(wired: Wired) -> None:
+    first = wired.append("s", b"1")
+    wired.feeds.broadcast(wired.store, first)
+    fresh = wired.append("s", b"2")
+    wired.feeds.broadcast(wired.store, [*first, *fresh])
+    assert wired.received_positions() == [1, 2]
+
+
+def test_events_another_writer_stored_in_between_go_out_first(wired: Wired) -> None:
+    ours = wired.append("s", b"1")
+    wired.feeds.broadcast(wired.store, ours)
+    theirs = wired.append("t", b"2", b"3")  # committed by someone else: never broadcast by us
+    later = wired.append("s", b"4")
+    # A re-send of their events after our new one: the catch-up sends them, once, in order.
+    wired.feeds.broadcast(wired.store, [*later, *theirs])
+    assert wired.received_positions() == [1, 2, 3, 4]
