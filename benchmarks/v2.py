@@ -266,11 +266,12 @@ def stream_read(
     send = socket.send_multipart
     receive = socket.recv_multipart
     grant = [DELIMITER, *v2.encode_credit_request(request_id, 1)]
+    # Packed batches, as Rewind's clients ask for them.
     request = v2.encode_read_all_request(
-        request_id, start=start, max_count=count, batch_size=batch, credit=credit
+        request_id, start=start, max_count=count, batch_size=batch, credit=credit, packed=True
     )
     unpack_events = wire.EVENTS_HEADER.unpack
-    unpack_event = wire.EVENT_HEADER.unpack
+    unpack_position = wire.PACKED_EVENT.unpack_from
     received = 0
     expected_position = start
     started = time.perf_counter()
@@ -280,9 +281,9 @@ def stream_read(
         word = reply[2]
         if word == wire.EVENTS:
             _, events = unpack_events(reply[3])
-            if len(reply) != 4 + wire.EVENT_FRAMES * events:
-                raise RuntimeError(f"EVENTS of {events} events has {len(reply)} frames")
-            position = unpack_event(reply[5])[0]
+            if len(reply) != 5:
+                raise RuntimeError(f"packed EVENTS has {len(reply)} frames")
+            position = unpack_position(reply[4])[0]
             if position != expected_position:
                 raise RuntimeError(f"batch starts at {position}, expected {expected_position}")
             expected_position += events

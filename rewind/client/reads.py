@@ -61,6 +61,7 @@ class ReadSpec:
                 max_count=max_count,
                 batch_size=self.batch_size,
                 credit=self.credit,
+                packed=True,
             )
         return v2.encode_read_all_request(
             request_id,
@@ -71,6 +72,7 @@ class ReadSpec:
             credit=self.credit,
             stream_prefix=self.stream_prefix,
             event_types=self.event_types,
+            packed=True,
         )
 
 

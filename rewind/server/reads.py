@@ -79,6 +79,8 @@ class V2Read(ReadSession):
     _end: tuple[EndReason, int] | None = None
     credit_limit: int = 1 << 16
     """Most outstanding credit the client may grant."""
+    packed: bool = False
+    """Whether batches go packed into one frame (the client asked for it)."""
     last_progress: float = field(default_factory=time.monotonic)
 
     def grant(self, credit: int) -> bool:
@@ -117,7 +119,7 @@ class V2Read(ReadSession):
             self._end = (EndReason.DONE, page.cursor)
         if not page.events:
             return self.next_message(store)
-        self._pending = v2.encode_events(self.request_id, page.events)
+        self._pending = v2.encode_events(self.request_id, page.events, packed=self.packed)
         self._pending_count = len(page.events)
         return self._pending
 

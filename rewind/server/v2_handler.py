@@ -163,6 +163,7 @@ def _open_read(store: EventStore, read: v2.ReadStream | v2.ReadAll) -> ReadSessi
         max_count=read.max_count,
         cursor=start,
         credit_limit=MAX_CREDIT,
+        packed=read.packed,
     )
 
 

@@ -287,9 +287,25 @@ def read_stream_cases(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None, i
     name = draw(st.sampled_from(sorted(READ_STREAM_FIELDS)))
     values, rule = READ_STREAM_FIELDS[name]
     fields[name] = draw(st.sampled_from(values))
-    header = struct.pack("!QBQQII", *fields.values())
+    header, expected = _with_read_flags(
+        draw, struct.pack("!QBQQII", *fields.values()), rule(fields[name])
+    )
     frames = [b"RWD2", b"READ_STREAM", header, ORACLE_STREAM.encode()]
-    return frames, rule(fields[name]), fields["id"]
+    return frames, expected, fields["id"]
+
+
+READ_FLAGS = [None, 0, 1, 2, 0x81, 0xFF]
+"""The optional read flags byte: absent, none, packed, and unknown bits."""
+
+
+def _with_read_flags(
+    draw: st.DrawFn, header: bytes, expected: ErrorCode | None
+) -> tuple[bytes, ErrorCode | None]:
+    """A read header with or without its flags byte; unknown flags are refused first."""
+    flags = draw(st.sampled_from(READ_FLAGS))
+    if flags is None:
+        return header, expected
+    return header + bytes([flags]), BAD if flags & ~1 else expected
 
 
 @st.composite
@@ -337,7 +353,7 @@ def read_all_cases(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None, int]
         expected = _positive(value, fuzzkit.MAX_CREDIT)
     else:
         expected = LIMIT if value > fuzzkit.MAX_TYPES else None
-    header = struct.pack("!QBBQQIIH", *fields.values())
+    header, expected = _with_read_flags(draw, struct.pack("!QBBQQIIH", *fields.values()), expected)
     types = [f"T{i}".encode() for i in range(fields["types"])]
     return [b"RWD2", b"READ_ALL", header, ORACLE_STREAM.encode(), *types], expected, fields["id"]
 
@@ -390,7 +406,10 @@ def wrong_header_lengths(draw: st.DrawFn) -> tuple[list[bytes], ErrorCode | None
         st.one_of(read_stream_cases(), read_all_cases(), append_cases(), small_command_cases())
     )
     header = frames[2]
-    cut = draw(st.integers(0, len(header) + 8).filter(lambda n: n != len(header)))
+    # A read's header is valid with or without its one flags byte.
+    base = {b"READ_STREAM": 33, b"READ_ALL": 36}.get(frames[1], len(header))
+    valid = {base, base + 1} if frames[1] in (b"READ_STREAM", b"READ_ALL") else {base}
+    cut = draw(st.integers(0, len(header) + 8).filter(lambda n: n not in valid))
     header = (header + bytes(8))[:cut]
     frames = [*frames[:2], header, *frames[3:]]
     return frames, BAD, fuzzkit.peek_id(frames)

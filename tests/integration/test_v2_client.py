@@ -564,3 +564,36 @@ def test_credit_above_the_maximum_ends_the_read(client: Client, dealer: zmq.Sock
     last = _raw_replies(dealer)[-1]
     assert isinstance(last, v2.ErrorReply), last
     assert last.code == v2.ErrorCode.LIMIT_EXCEEDED
+
+
+def test_packed_and_framed_reads_return_the_same_batches(
+    client: Client, dealer: zmq.Socket[bytes]
+) -> None:
+    stream = _name("packed")
+    client.append(stream, [EventData(b"first", type="Kind"), EventData(b"second", type="Kind")])
+    client.append(stream, [EventData(b"third", metadata=b"{}")])
+    batches: dict[bool, list[v2.Reply]] = {}
+    for request_id, packed in ((1, False), (2, True)):
+        reads = (
+            v2.encode_read_all_request(
+                request_id, stream_prefix=stream, batch_size=2, credit=5, packed=packed
+            ),
+            v2.encode_read_stream_request(
+                request_id + 10, stream, batch_size=2, credit=5, packed=packed
+            ),
+        )
+        for read in reads:
+            dealer.send_multipart([b"", *read])
+            batches.setdefault(packed, []).extend(_raw_replies(dealer))
+    framed, packed_replies = batches[False], batches[True]
+    assert [type(r) for r in framed] == [v2.EventBatch, v2.EventBatch, v2.ReadEnd] * 2
+    for plain, packed_reply in zip(framed, packed_replies, strict=True):
+        if isinstance(plain, v2.EventBatch):
+            assert isinstance(packed_reply, v2.EventBatch) and packed_reply.packed
+            assert not plain.packed and packed_reply.events == plain.events
+    events = [e for r in packed_replies[:2] if isinstance(r, v2.EventBatch) for e in r.events]
+    assert [(e.data, e.event_type, e.metadata) for e in events] == [
+        (b"first", "Kind", b""),
+        (b"second", "Kind", b""),
+        (b"third", "", b"{}"),
+    ]

@@ -36,7 +36,9 @@ def _event(position: int, stream: str = "s", version: int | None = None) -> Reco
 
 
 def _header(frames: list[bytes], layout: struct.Struct) -> tuple[int, ...]:
-    values: tuple[int, ...] = layout.unpack(frames[2])
+    # The clients ask for packed batches: the read flags byte follows the header.
+    assert frames[2][layout.size :] == v2.wire.READ_FLAGS.pack(v2.wire.READ_PACKED)
+    values: tuple[int, ...] = layout.unpack_from(frames[2])
     return values
 
 

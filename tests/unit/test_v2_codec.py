@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import uuid
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -305,9 +306,21 @@ BAD: list[tuple[str, list[bytes], ErrorCode, str]] = [
     ("read stream frames", READ_STREAM_OK[:3], ErrorCode.BAD_REQUEST, "takes 4 frames"),
     (
         "read stream long header",
-        _with(READ_STREAM_OK, 2, READ_STREAM_OK[2] + b"\0"),
+        _with(READ_STREAM_OK, 2, READ_STREAM_OK[2] + b"\0\0"),
         ErrorCode.BAD_REQUEST,
-        "33 bytes, got 34",
+        "33 bytes, or 34 with read flags, got 35",
+    ),
+    (
+        "read stream unknown flag",
+        _with(READ_STREAM_OK, 2, READ_STREAM_OK[2] + b"\x02"),
+        ErrorCode.BAD_REQUEST,
+        "unknown read flags 0x02",
+    ),
+    (
+        "read all unknown flag",
+        _with(READ_ALL_OK, 2, READ_ALL_OK[2] + b"\x81"),
+        ErrorCode.BAD_REQUEST,
+        "unknown read flags 0x81",
     ),
     (
         "read all kind",
@@ -735,7 +748,17 @@ def appends(draw: st.DrawFn) -> v2.Append:
 
 requests = st.one_of(
     appends(),
-    st.builds(v2.ReadStream, ids, names, st.none() | u63, st.booleans(), st.none() | u63, u32, u32),
+    st.builds(
+        v2.ReadStream,
+        ids,
+        names,
+        st.none() | u63,
+        st.booleans(),
+        st.none() | u63,
+        u32,
+        u32,
+        st.booleans(),
+    ),
     st.builds(
         v2.ReadAll,
         ids,
@@ -746,6 +769,7 @@ requests = st.one_of(
         u32,
         st.just("") | names,
         st.none() | st.frozensets(types, min_size=1, max_size=4),
+        st.booleans(),
     ),
     st.builds(v2.Credit, ids, u32),
     st.builds(v2.Cancel, ids),
@@ -777,7 +801,12 @@ replies = st.one_of(
         st.integers(-(2**63), I63),
         st.lists(st.uuids(), min_size=1, max_size=4).map(tuple),
     ),
-    st.builds(v2.EventBatch, ids, st.lists(recorded_events, min_size=1, max_size=3).map(tuple)),
+    st.builds(
+        v2.EventBatch,
+        ids,
+        st.lists(recorded_events, min_size=1, max_size=3).map(tuple),
+        st.booleans(),
+    ),
     st.builds(v2.ReadEnd, ids, st.sampled_from(v2.EndReason), st.integers(-1, I63), u63),
     st.builds(v2.StreamInfoReply, ids, st.booleans(), st.integers(-1, I63), u63, u63, u63),
     st.builds(v2.StreamList, ids, st.lists(names, max_size=4).map(tuple), st.booleans()),
@@ -816,6 +845,51 @@ def test_random_replies_round_trip(reply: v2.Reply) -> None:
 @given(recorded_events)
 def test_random_feed_messages_round_trip(event: RecordedEvent) -> None:
     assert v2.decode_feed_message(v2.encode_feed_message(event)) == event
+
+
+@given(st.lists(recorded_events, min_size=1, max_size=6))
+def test_packed_and_framed_batches_carry_the_same_events(events: list[RecordedEvent]) -> None:
+    framed = v2.encode_events(5, events)
+    packed = v2.encode_events(5, events, packed=True)
+    assert len(packed) == 4
+    assert v2.decode_reply(packed) == v2.EventBatch(5, tuple(events), packed=True)
+    assert v2.decode_reply(framed) == v2.EventBatch(5, tuple(events))
+
+
+def test_a_packed_event_is_its_fixed_fields_then_its_four_byte_strings() -> None:
+    event = RECORDED._replace(stream="s-1", event_type="T", metadata=b"m", data=b"data")
+    [frame] = v2.encode_events(3, [event], packed=True)[3:]
+    fixed = struct.pack(
+        "!QQq16sHHII", event.position, event.version, event.recorded_at_us,
+        event.event_id.bytes, 3, 1, 1, 4,
+    )  # fmt: skip
+    assert frame == fixed + b"s-1" + b"T" + b"m" + b"data"
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda frame: frame[:-1], "cut short"),
+        (lambda frame: frame[:30], "cut short"),
+        (lambda frame: frame + frame[:10], "cut short"),
+        # An empty stream name (its length zeroed, its bytes taken out), then one not UTF-8.
+        (lambda frame: frame[:40] + b"\0\0" + frame[42:52] + frame[55:], "name or type"),
+        (lambda frame: frame[:52] + b"\xff" + frame[53:], "name or type"),
+    ],
+)
+def test_a_damaged_packed_batch_is_a_protocol_error(
+    damage: Callable[[bytes], bytes], reason: str
+) -> None:
+    frames = v2.encode_events(3, [RECORDED._replace(stream="s-1")], packed=True)
+    with pytest.raises(v2.ProtocolError, match=reason):
+        v2.decode_reply([*frames[:3], damage(frames[3])])
+
+
+def test_a_packed_batch_must_hold_the_count_its_header_gives() -> None:
+    frames = v2.encode_events(3, [RECORDED, RECORDED], packed=True)
+    header = struct.pack("!QI", 3, 3)
+    with pytest.raises(v2.ProtocolError, match="says 3 events but holds 2"):
+        v2.decode_reply([*frames[:2], header, frames[3]])
 
 
 frames = st.lists(st.binary(max_size=40), max_size=8)

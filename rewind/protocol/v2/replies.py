@@ -46,6 +46,8 @@ class EventBatch:
 
     request_id: int
     events: tuple[RecordedEvent, ...]
+    packed: bool = False
+    """Whether the batch came, or goes, packed into one frame (the read asked for it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +159,18 @@ def encode_appended(request_id: int, events: Sequence[RecordedEvent]) -> list[by
     ]
 
 
-def encode_events(request_id: int, events: Iterable[RecordedEvent]) -> list[bytes]:
-    """An EVENTS batch (at least one event; the caller sizes it to the read's batch)."""
+def encode_events(
+    request_id: int, events: Iterable[RecordedEvent], *, packed: bool = False
+) -> list[bytes]:
+    """An EVENTS batch (at least one event; the caller sizes it to the read's batch).
+
+    ``packed`` puts the events into one frame, for a read that asked for that.
+    """
+    if packed:
+        count, frame = wire.encode_packed_events(events)
+        if count == 0:
+            raise ValueError("a batch holds at least one event")
+        return [wire.MARKER, wire.EVENTS, wire.EVENTS_HEADER.pack(request_id, count), frame]
     frames = [wire.MARKER, wire.EVENTS, b""]
     count = 0
     for event in events:
@@ -275,7 +287,7 @@ def encode_reply(reply: Reply) -> list[bytes]:
             ids = b"".join(event_id.bytes for event_id in reply.event_ids)
             return [wire.MARKER, wire.APPENDED, header, ids]
         case EventBatch():
-            return encode_events(reply.request_id, reply.events)
+            return encode_events(reply.request_id, reply.events, packed=reply.packed)
         case ReadEnd():
             return encode_end(reply.request_id, reply.reason, reply.cursor, reply.count)
         case StreamInfoReply():
@@ -373,6 +385,12 @@ def _decode_events(frames: Sequence[bytes]) -> EventBatch:
     request_id, count = _unpack(frames, wire.EVENTS_HEADER, "EVENTS")
     if count == 0:
         raise ProtocolError("EVENTS batch holds no event")
+    if len(frames) == 4:
+        # Packed: never four frames otherwise, since an event takes six.
+        packed = wire.decode_packed_events(frames[3])
+        if len(packed) != count:
+            raise ProtocolError(f"packed EVENTS says {count} events but holds {len(packed)}")
+        return EventBatch(request_id, tuple(packed), packed=True)
     _exact_frames(frames, 3 + wire.EVENT_FRAMES * count, "EVENTS")
     events = tuple(
         wire.decode_event(frames, 3 + wire.EVENT_FRAMES * index) for index in range(count)

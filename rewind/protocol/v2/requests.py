@@ -61,6 +61,8 @@ class ReadStream:
     """Most events the whole read returns; ``None`` for no limit."""
     batch_size: int = DEFAULT_BATCH_SIZE
     credit: int = DEFAULT_CREDIT
+    packed: bool = False
+    """Whether each EVENTS batch carries its events packed into one frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,8 @@ class ReadAll:
     """Only streams whose names start with this; empty for every stream."""
     event_types: frozenset[str] | None = None
     """Only events of these types; ``None`` for every type."""
+    packed: bool = False
+    """Whether each EVENTS batch carries its events packed into one frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +227,31 @@ def _header(body: Sequence[bytes], layout: struct.Struct, command: str) -> tuple
     header = body[2]
     if len(header) != layout.size:
         raise _Bad(f"{command} header must be {layout.size} bytes, got {len(header)}")
-    values: tuple[int, ...] = layout.unpack(header)
+    return _header_values(layout.unpack(header))
+
+
+def _header_values(values: tuple[int, ...]) -> tuple[int, ...]:
     if values[0] == 0:
         raise _Bad("request id 0 is reserved")
     return values
+
+
+def _read_header(
+    body: Sequence[bytes], layout: struct.Struct, command: str
+) -> tuple[tuple[int, ...], bool]:
+    """A read's header values, and whether its optional flags byte asks for packed batches."""
+    header = body[2]
+    if len(header) == layout.size:
+        return _header_values(layout.unpack(header)), False
+    if len(header) != layout.size + wire.READ_FLAGS.size:
+        raise _Bad(
+            f"{command} header must be {layout.size} bytes, or "
+            f"{layout.size + wire.READ_FLAGS.size} with read flags, got {len(header)}"
+        )
+    (flags,) = wire.READ_FLAGS.unpack_from(header, layout.size)
+    if flags & ~wire.READ_PACKED:
+        raise _Bad(f"unknown read flags {flags:#04x}")
+    return _header_values(layout.unpack_from(header)), bool(flags & wire.READ_PACKED)
 
 
 def _frame_count(body: Sequence[bytes], expected: int, command: str, layout: str) -> None:
@@ -309,9 +334,8 @@ def _parse_append(body: Sequence[bytes]) -> Append:
 
 
 def _parse_read_stream(body: Sequence[bytes]) -> ReadStream:
-    request_id, direction, from_version, max_count, batch, credit = _header(
-        body, wire.READ_STREAM_HEADER, "READ_STREAM"
-    )
+    header, packed = _read_header(body, wire.READ_STREAM_HEADER, "READ_STREAM")
+    request_id, direction, from_version, max_count, batch, credit = header
     _frame_count(body, 4, "READ_STREAM", "marker, command, header, stream")
     return ReadStream(
         request_id=request_id,
@@ -321,13 +345,13 @@ def _parse_read_stream(body: Sequence[bytes]) -> ReadStream:
         max_count=_max_count(max_count),
         batch_size=_at_least_one(batch, "batch size"),
         credit=_at_least_one(credit, "credit"),
+        packed=packed,
     )
 
 
 def _parse_read_all(body: Sequence[bytes]) -> ReadAll:
-    request_id, direction, start_kind, start, max_count, batch, credit, type_count = _header(
-        body, wire.READ_ALL_HEADER, "READ_ALL"
-    )
+    header, packed = _read_header(body, wire.READ_ALL_HEADER, "READ_ALL")
+    request_id, direction, start_kind, start, max_count, batch, credit, type_count = header
     if type_count > wire.MAX_TYPE_FILTER:
         raise _Bad(
             f"READ_ALL filters on at most {wire.MAX_TYPE_FILTER} event types, got {type_count}",
@@ -358,6 +382,7 @@ def _parse_read_all(body: Sequence[bytes]) -> ReadAll:
         credit=_at_least_one(credit, "credit"),
         stream_prefix=_name(body[3], "stream prefix", allow_empty=True),
         event_types=event_types if type_count else None,
+        packed=packed,
     )
 
 
@@ -471,8 +496,12 @@ def encode_read_stream_request(
     max_count: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     credit: int = DEFAULT_CREDIT,
+    packed: bool = False,
 ) -> list[bytes]:
-    """Frames of a READ_STREAM request; ``from_version=None`` starts at the stream's end."""
+    """Frames of a READ_STREAM request; ``from_version=None`` starts at the stream's end.
+
+    ``packed`` asks for batches whose events are packed into one frame each.
+    """
     _check_request_id(request_id)
     header = wire.pack(
         wire.READ_STREAM_HEADER,
@@ -483,7 +512,17 @@ def encode_read_stream_request(
         _positive_u32(batch_size, "batch size"),
         _positive_u32(credit, "credit"),
     )
-    return [wire.MARKER, wire.READ_STREAM, header, _check_name(stream, "stream name")]
+    return [
+        wire.MARKER,
+        wire.READ_STREAM,
+        header + _read_flags(packed),
+        _check_name(stream, "stream name"),
+    ]
+
+
+def _read_flags(packed: bool) -> bytes:
+    # Without flags the header keeps its original size, which every server reads.
+    return wire.READ_FLAGS.pack(wire.READ_PACKED) if packed else b""
 
 
 def encode_read_all_request(
@@ -496,8 +535,12 @@ def encode_read_all_request(
     credit: int = DEFAULT_CREDIT,
     stream_prefix: str = "",
     event_types: Iterable[str] | None = None,
+    packed: bool = False,
 ) -> list[bytes]:
-    """Frames of a READ_ALL request; ``start=None`` starts at the end of the log."""
+    """Frames of a READ_ALL request; ``start=None`` starts at the end of the log.
+
+    ``packed`` asks for batches whose events are packed into one frame each.
+    """
     _check_request_id(request_id)
     if isinstance(start, AtTime):
         kind, start_value = StartKind.TIMESTAMP, _wire_start(start.timestamp_us, "start time")
@@ -523,7 +566,7 @@ def encode_read_all_request(
         len(types),
     )
     prefix = _check_name(stream_prefix, "stream prefix", allow_empty=True)
-    return [wire.MARKER, wire.READ_ALL, header, prefix, *types]
+    return [wire.MARKER, wire.READ_ALL, header + _read_flags(packed), prefix, *types]
 
 
 def _positive_u32(value: int, what: str) -> int:
@@ -590,6 +633,7 @@ def encode_request(request: Request) -> list[bytes]:
                 max_count=request.max_count,
                 batch_size=request.batch_size,
                 credit=request.credit,
+                packed=request.packed,
             )
         case ReadAll():
             return encode_read_all_request(
@@ -601,6 +645,7 @@ def encode_request(request: Request) -> list[bytes]:
                 credit=request.credit,
                 stream_prefix=request.stream_prefix,
                 event_types=request.event_types,
+                packed=request.packed,
             )
         case Credit():
             return encode_credit_request(request.request_id, request.grant)

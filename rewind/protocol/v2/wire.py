@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import IntEnum
 
 from rewind.model import RecordedEvent, event_id_from_bytes
@@ -76,6 +76,14 @@ ERROR_HEADER = struct.Struct("!QHq")  # id, code, detail
 EVENT_HEADER = struct.Struct("!QQq")  # position, version, commit time
 EVENT_FRAMES = 6
 """Frames per event: stream, event header, id, type, metadata, data."""
+
+READ_FLAGS = struct.Struct("!B")
+"""The optional byte after a READ_STREAM or READ_ALL header."""
+READ_PACKED = 0x01
+"""Read flag: every EVENTS batch carries its events packed into one frame."""
+# Before each packed event: position, version, commit time, id, then the byte
+# lengths of stream name, type, metadata and data, which follow in that order.
+PACKED_EVENT = struct.Struct("!QQq16sHHII")
 
 
 class ErrorCode(IntEnum):
@@ -200,6 +208,94 @@ def decode_event(frames: Sequence[bytes], start: int = 0) -> RecordedEvent:
         metadata=bytes(metadata),
         data=bytes(data),
     )
+
+
+def encode_packed_events(events: Iterable[RecordedEvent]) -> tuple[int, bytes]:
+    """The events of a packed batch as one frame, and how many it holds."""
+    pack_event = PACKED_EVENT.pack
+    names: dict[str, bytes] = {}  # a batch's events share a few streams and types
+    parts: list[bytes] = []
+    count = 0
+    for event in events:
+        stream = names.get(event.stream)
+        if stream is None:
+            stream = names[event.stream] = event.stream.encode("utf-8")
+        event_type = names.get(event.event_type)
+        if event_type is None:
+            event_type = names[event.event_type] = event.event_type.encode("utf-8")
+        parts += (
+            pack_event(
+                event.position,
+                event.version,
+                event.recorded_at_us,
+                event.event_id.bytes,
+                len(stream),
+                len(event_type),
+                len(event.metadata),
+                len(event.data),
+            ),
+            stream,
+            event_type,
+            event.metadata,
+            event.data,
+        )
+        count += 1
+    return count, b"".join(parts)
+
+
+def decode_packed_events(frame: bytes) -> list[RecordedEvent]:
+    """The events of a packed batch frame, in order.
+
+    Raises :class:`ProtocolError` if the frame is not a whole number of
+    well-formed events.
+    """
+    data = bytes(frame)
+    unpack_event = PACKED_EVENT.unpack_from
+    fixed = PACKED_EVENT.size
+    streams: dict[bytes, str] = {}
+    types: dict[bytes, str] = {}
+    events = []
+    offset, end = 0, len(data)
+    while offset < end:
+        if end - offset < fixed:
+            raise ProtocolError(f"packed event at byte {offset} is cut short")
+        position, version, recorded_at_us, raw_id, stream_len, type_len, meta_len, data_len = (
+            unpack_event(data, offset)
+        )
+        offset += fixed
+        stream_end = offset + stream_len
+        type_end = stream_end + type_len
+        meta_end = type_end + meta_len
+        data_end = meta_end + data_len
+        if data_end > end:
+            raise ProtocolError(f"packed event at position {position} is cut short")
+        stream = _packed_name(streams, data[offset:stream_end], allow_empty=False)
+        event_type = _packed_name(types, data[stream_end:type_end], allow_empty=True)
+        events.append(
+            RecordedEvent(
+                position,
+                event_id_from_bytes(raw_id),
+                stream,
+                version,
+                recorded_at_us,
+                event_type,
+                data[type_end:meta_end],
+                data[meta_end:data_end],
+            )
+        )
+        offset = data_end
+    return events
+
+
+def _packed_name(decoded: dict[bytes, str], raw: bytes, *, allow_empty: bool) -> str:
+    """A stream name or type, checked once per batch (``decoded`` holds those seen)."""
+    name = decoded.get(raw)
+    if name is None:
+        try:
+            name = decoded[raw] = decode_name(raw, allow_empty=allow_empty)
+        except InvalidName as exc:
+            raise ProtocolError(f"event name or type is {exc}") from None
+    return name
 
 
 def pack(layout: struct.Struct, *values: int) -> bytes:
