@@ -45,31 +45,36 @@ class _TimeUUIDGenerator:
         time_low = timestamp & 0xFFFFFFFF
         time_mid = (timestamp >> 32) & 0xFFFF
         time_hi_version = ((timestamp >> 48) & 0x0FFF) | 0x1000
-        return uuid.UUID(
-            int=time_low << 96 | time_mid << 80 | time_hi_version << 64 | self._low_bits
+        return _uuid_from_int(
+            time_low << 96 | time_mid << 80 | time_hi_version << 64 | self._low_bits
         )
 
-
-new_event_id = _TimeUUIDGenerator()
-"""Return a fresh server-assigned event id: a type 1 UUID, as the seed names."""
 
 _new_object = object.__new__
 _set_field = object.__setattr__
 _UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 
 
-def event_id_from_bytes(raw: bytes) -> uuid.UUID:
-    """``uuid.UUID(bytes=raw)`` for exactly 16 bytes, in under half the time.
+def _uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a value known to fit 128 bits, in under half the time.
 
     ``UUID``'s constructor checks its arguments in Python, which costs more
-    than the rest of decoding an event; ids read from the store or the wire
-    are already 16 bytes. The fields are set the way ``UUID`` sets them when
-    it is unpickled.
+    than the rest of decoding an event. The fields are set the way ``UUID``
+    sets them when it is unpickled.
     """
     event_id = _new_object(uuid.UUID)
-    _set_field(event_id, "int", int.from_bytes(raw))
+    _set_field(event_id, "int", value)
     _set_field(event_id, "is_safe", _UNKNOWN_SAFETY)
     return event_id
+
+
+def event_id_from_bytes(raw: bytes) -> uuid.UUID:
+    """``uuid.UUID(bytes=raw)`` for exactly 16 bytes (ids from the store or the wire)."""
+    return _uuid_from_int(int.from_bytes(raw))
+
+
+new_event_id = _TimeUUIDGenerator()
+"""Return a fresh server-assigned event id: a type 1 UUID, as the seed names."""
 
 
 class NewEvent(NamedTuple):

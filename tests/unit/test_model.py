@@ -36,3 +36,11 @@ def test_event_id_from_bytes_is_the_uuid_the_constructor_makes(raw: bytes) -> No
 def test_event_id_from_bytes_reads_any_bytes_like_frame() -> None:
     raw = new_event_id().bytes
     assert event_id_from_bytes(memoryview(raw)) == uuid.UUID(bytes=raw)  # type: ignore[arg-type]
+
+
+def test_new_event_ids_are_ordinary_type_1_uuids() -> None:
+    made = [new_event_id() for _ in range(100)]
+    assert all(type(event_id) is uuid.UUID and event_id.version == 1 for event_id in made)
+    assert all(uuid.UUID(str(event_id)) == event_id for event_id in made)
+    assert len(set(made)) == 100
+    assert [event_id.time for event_id in made] == sorted(event_id.time for event_id in made)
