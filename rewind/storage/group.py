@@ -79,10 +79,10 @@ class GroupCommit:
     """Decides, request by request, what one group commit stores.
 
     ``stream_head`` returns a stream's last stored version (-1 for none) and
-    ``stored_events`` holds the already stored events among the group's ids
-    (every one of them, or none when the backend lets its unique index refuse
-    a stored id instead); both describe the store as it was when the
-    transaction began. Decisions then also take into account everything this
+    ``stored_events`` maps ids to stored events: it holds every stored event
+    among the group's ids (and may hold others), or nothing when the backend
+    lets its unique index refuse a stored id instead; both describe the store
+    as it was when the transaction began. Decisions then also take into account everything this
     group has accepted so far.
     """
 
