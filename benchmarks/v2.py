@@ -360,9 +360,9 @@ def read_all(run: Run) -> list[Row]:
     bare = {name: events / taken for name, taken in bare_seconds.items()}
     ceiling = segments * len(starts) * per_segment / ceiling_seconds
     run.notes.append(
-        f"rows 8a/8b: a bare pyzmq server streaming the same batches, encoded in advance, "
-        f"to the same client reached {ceiling:,.0f}/s (the wire and the client's ceiling on "
-        f"this machine); Rewind reached {min(rates.values()) / ceiling:.0%} of it"
+        f"rows 8a/8b: a bare pyzmq server streaming the same packed batches, encoded in "
+        f"advance, to the same client reached {ceiling:,.0f}/s (the wire and the client's "
+        f"ceiling on this machine); Rewind reached {min(rates.values()) / ceiling:.0%} of it"
     )
     if ceiling < STREAM_READ_RATE:
         run.notes.append(_beyond_ceiling("rows 8a/8b", STREAM_READ_RATE, "the bare server"))
