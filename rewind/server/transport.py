@@ -48,14 +48,14 @@ def receive_with_user_id(sock: zmq.Socket[Any], flags: int = NOBLOCK) -> tuple[l
     The User-Id is empty if the peer has none (it was not admitted by ZAP).
     Only servers with CURVE on pay for the extra look-up.
     """
-    frame = sock.recv(flags, copy=False)
+    frame = _RAW_RECEIVE(sock, flags, False)
     try:
         user_id = frame.get("User-Id")
     except zmq.ZMQError:
         user_id = ""
     frames = [frame.bytes]
     while frame.more:
-        frame = sock.recv(NOBLOCK, copy=False)
+        frame = _RAW_RECEIVE(sock, NOBLOCK, False)
         frames.append(frame.bytes)
     return frames, user_id if isinstance(user_id, str) else ""
 

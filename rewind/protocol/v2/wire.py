@@ -188,11 +188,8 @@ def decode_event(frames: Sequence[bytes], start: int = 0) -> RecordedEvent:
     stream_frame, header, id_frame, type_frame, metadata, data = frames[
         start : start + EVENT_FRAMES
     ]
-    try:
-        stream = decode_name(stream_frame)
-        event_type = decode_name(type_frame, allow_empty=True)
-    except InvalidName as exc:
-        raise ProtocolError(f"event name or type is {exc}") from None
+    stream = _event_name(stream_frame, allow_empty=False)
+    event_type = _event_name(type_frame, allow_empty=True)
     if len(header) != EVENT_HEADER.size:
         raise ProtocolError(f"event header has {len(header)} bytes, expected {EVENT_HEADER.size}")
     if len(id_frame) != EVENT_ID_BYTES:
@@ -291,11 +288,16 @@ def _packed_name(decoded: dict[bytes, str], raw: bytes, *, allow_empty: bool) ->
     """A stream name or type, checked once per batch (``decoded`` holds those seen)."""
     name = decoded.get(raw)
     if name is None:
-        try:
-            name = decoded[raw] = decode_name(raw, allow_empty=allow_empty)
-        except InvalidName as exc:
-            raise ProtocolError(f"event name or type is {exc}") from None
+        name = decoded[raw] = _event_name(raw, allow_empty=allow_empty)
     return name
+
+
+def _event_name(raw: bytes, *, allow_empty: bool) -> str:
+    """An event's stream name or type; :class:`ProtocolError` if it breaks the rules."""
+    try:
+        return decode_name(raw, allow_empty=allow_empty)
+    except InvalidName as exc:
+        raise ProtocolError(f"event name or type is {exc}") from None
 
 
 def pack(layout: struct.Struct, *values: int) -> bytes:
