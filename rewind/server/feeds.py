@@ -12,6 +12,7 @@ socket (ZeroMQ's "slow joiner"), and the clients fill such gaps from the store.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,16 @@ log = logging.getLogger("rewind.server")
 
 CATCH_UP_BATCH = 1000
 """Events read from the store per query when catching up with other writers."""
+
+SUBSCRIPTION_CHECK_S = 0.002
+"""Longest a broadcast goes on without first taking new subscriptions.
+
+Asking a socket whether a subscription waits costs a system call (ZeroMQ
+processes its pending commands first), a sizeable share of a small append's
+cost when asked for every commit. The loop takes subscriptions whenever it
+polls the sockets too; one that waiting on requests alone kept it from
+seeing is taken at the next broadcast this long after the last look.
+"""
 
 _SUBSCRIBE = 1
 _UNSUBSCRIBE = 0
@@ -125,6 +136,7 @@ class Feeds:
     def __init__(self, seed_feed: SeedFeed, v2_feed: V2Feed, head_position: int) -> None:
         self._feeds = (seed_feed, v2_feed)
         self._head = head_position
+        self._next_subscription_check = 0.0
 
     @property
     def head(self) -> int:
@@ -172,13 +184,18 @@ class Feeds:
 
     def update_subscriptions(self) -> None:
         """Take the subscription messages waiting on every feed socket."""
+        self._next_subscription_check = time.monotonic() + SUBSCRIPTION_CHECK_S
         for feed in self._feeds:
             feed.subscriptions.update()
 
     def _send(self, events: Sequence[RecordedEvent]) -> None:
         self._head = events[-1].position
+        now = time.monotonic()
+        if now >= self._next_subscription_check:
+            # The loop may not have polled the sockets since a subscriber came.
+            self._next_subscription_check = now + SUBSCRIPTION_CHECK_S
+            for feed in self._feeds:
+                if has_message(feed.subscriptions.socket):
+                    feed.subscriptions.update()
         for feed in self._feeds:
-            # The loop may not have polled the socket since a subscriber came.
-            if has_message(feed.subscriptions.socket):
-                feed.subscriptions.update()
             feed.broadcast(events)

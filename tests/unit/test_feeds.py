@@ -11,7 +11,7 @@ import zmq
 
 from rewind.model import AppendRequest, NewEvent, RecordedEvent
 from rewind.protocol.v2 import decode_feed_message
-from rewind.server.feeds import Feeds, SeedFeed, V2Feed
+from rewind.server.feeds import SUBSCRIPTION_CHECK_S, Feeds, SeedFeed, V2Feed
 from rewind.storage.memory import MemoryStore
 
 
@@ -19,6 +19,7 @@ class Wired:
     """Feeds on inproc XPUB sockets, a SUB on the v2 one, and a memory store."""
 
     def __init__(self, context: zmq.Context[Any], name: str) -> None:
+        self.name = name
         self.store = MemoryStore()
         self.sockets: list[zmq.Socket[Any]] = []
         seed_socket, v2_socket = (self._bound(context, f"inproc://{name}-{kind}") for kind in "sv")
@@ -91,3 +92,27 @@ def test_events_another_writer_stored_in_between_go_out_first(wired: Wired) -> N
     # A re-send of their events after our new one: the catch-up sends them, once, in order.
     wired.feeds.broadcast(wired.store, [*later, *theirs])
     assert wired.received_positions() == [1, 2, 3, 4]
+
+
+def test_a_subscriber_that_joins_between_broadcasts_is_sent_the_next_one_after_the_interval(
+    wired: Wired,
+) -> None:
+    first = wired.append("s", b"1")
+    wired.feeds.broadcast(wired.store, first)  # the seed feed has no subscriber yet
+    seed_socket = wired.sockets[0]
+    late = seed_socket.context.socket(zmq.SUB)
+    wired.sockets.append(late)
+    late.connect(f"inproc://{wired.name}-s")
+    late.setsockopt(zmq.SUBSCRIBE, b"")
+    deadline = time.monotonic() + 5
+    while not seed_socket.poll(10) and time.monotonic() < deadline:
+        pass  # the subscription waits on the feed socket, not taken yet
+    time.sleep(SUBSCRIPTION_CHECK_S)
+    [second] = wired.append("s", b"2")
+    wired.feeds.broadcast(wired.store, [second])
+    assert late.poll(2000), "the late subscriber was sent nothing"
+    assert late.recv_multipart() == [
+        str(second.event_id).encode(),
+        str(first[0].event_id).encode(),
+        b"2",
+    ]
