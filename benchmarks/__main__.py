@@ -24,7 +24,7 @@ from benchmarks.v2 import batches, latency, pipelined, read_all
 ROW_NAMES = {
     "memory": "row 1: one client publishing to a memory: server",
     "sqlite": "row 2: one client publishing durably to an sqlite: server",
-    "concurrent": "row 3: many client processes publishing durably",
+    "concurrent": "rows 3/3b: 16 REQ clients publishing durably",
     "read": "rows 4a/4b: paged QUERY reads from the start and the middle of a big store",
     "startup": "rows 5a-5c: start-up time and RSS on a big store",
     "pipelined": "row 6: one DEALER pipelining single-event v2 APPENDs durably",

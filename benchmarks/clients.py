@@ -103,6 +103,7 @@ def read_pages(socket: zmq.Socket[bytes], after_id: bytes, events: int) -> tuple
 
 def publish_worker(
     endpoint: str,
+    sockets: int,
     payload_size: int,
     seconds: float,
     ready: Barrier,
@@ -110,21 +111,26 @@ def publish_worker(
     start_at: Any,
     results: Any,
 ) -> None:
-    """One of the concurrent publishers, run in its own process.
+    """Run ``sockets`` of the concurrent publishers in this process.
 
-    Connects and publishes once (so connecting is not timed), waits at
-    ``ready`` for its peers, then publishes from the shared ``start_at``
-    monotonic time for ``seconds``. Only replies that arrive inside that window
-    count, so the aggregate over all workers is events per second of the window.
-    Puts ``(count, error or "")`` on ``results``.
+    Each is a REQ socket of its own, so the server sees that many synchronous
+    clients, each with one request at a time; one poll loop turns every
+    reply into that socket's next request. Connects and publishes once on
+    each (so connecting is not timed), waits at ``ready`` for its peers, then
+    publishes from the shared ``start_at`` monotonic time for ``seconds``.
+    Only replies that arrive inside that window count, so the aggregate over
+    all workers is events per second of the window. Puts ``(count, error or
+    "")`` on ``results``.
     """
     context: zmq.Context[Any] = zmq.Context()
     try:
-        socket = req_socket(context, endpoint)
         request = publish_frames(payload_size)
-        socket.send_multipart(request)
-        if socket.recv_multipart() != PUBLISHED:
-            raise RuntimeError("warm-up publish failed")
+        clients = [req_socket(context, endpoint) for _ in range(sockets)]
+        for client in clients:
+            client.send_multipart(request)
+        for client in clients:
+            if client.recv_multipart() != PUBLISHED:
+                raise RuntimeError("warm-up publish failed")
         ready.wait(timeout=120)
         if not go.wait(timeout=120):
             raise RuntimeError("never told to start")
@@ -132,15 +138,26 @@ def publish_worker(
         start = float(start_at.value)
         end = start + seconds
         time.sleep(max(0.0, start - time.monotonic()))
+        poller = zmq.Poller()
+        for client in clients:
+            poller.register(client, zmq.POLLIN)
+            client.send_multipart(request)
         count = 0
-        while True:
-            socket.send_multipart(request)
-            reply = socket.recv_multipart()
-            if time.monotonic() > end:
-                break
-            if reply != PUBLISHED:
-                raise RuntimeError(f"unexpected reply {reply[:3]!r}")
-            count += 1
+        waiting = len(clients)
+        while waiting:
+            answered = poller.poll(REPLY_TIMEOUT_MS)
+            if not answered:
+                raise RuntimeError(f"no reply within {REPLY_TIMEOUT_MS / 1000:g} s")
+            for client, _ in answered:
+                reply = client.recv_multipart()
+                if reply != PUBLISHED:
+                    raise RuntimeError(f"unexpected reply {reply[:3]!r}")
+                if time.monotonic() > end:
+                    poller.unregister(client)
+                    waiting -= 1
+                    continue
+                count += 1
+                client.send_multipart(request)
         results.put((count, ""))
     except Exception as exc:  # Reported to the parent, which fails the row.
         results.put((0, f"{type(exc).__name__}: {exc}"))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import zmq
 
 from benchmarks.__main__ import measure_groups
-from benchmarks.clients import PUBLISHED, publish_frames, req_socket
+from benchmarks.clients import PUBLISHED, publish_frames, publish_worker, req_socket
 from benchmarks.processes import EchoProcess
 from benchmarks.report import Figure, Row
 from benchmarks.v2 import dealer, stream_read
@@ -99,3 +103,24 @@ def test_acknowledging_ceiling_answers_published() -> None:
             assert socket.recv_multipart() == PUBLISHED
     finally:
         context.destroy(0)
+
+
+def test_one_publisher_process_keeps_each_of_its_req_sockets_publishing() -> None:
+    """Row 3's worker: several REQ sockets, one request each at a time, every reply checked."""
+    ready = threading.Barrier(2)
+    go = threading.Event()
+    start_at = SimpleNamespace(value=0.0)
+    results: queue.Queue[tuple[int, str]] = queue.Queue()
+    with EchoProcess("ack") as acknowledger:
+        worker = threading.Thread(
+            target=publish_worker,
+            args=(acknowledger.endpoint, 3, 100, 0.3, ready, go, start_at, results),
+        )
+        worker.start()
+        ready.wait(timeout=30)
+        start_at.value = time.monotonic() + 0.05
+        go.set()
+        count, error = results.get(timeout=30)
+        worker.join(timeout=30)
+    assert error == ""
+    assert count > 3
