@@ -246,7 +246,9 @@ class Server:
         of a synchronous client. What else may need doing is looked at after
         each request and each timed-out wait: other writers' commits (by
         time), and a stop (its signal handler sets a flag). The feeds look
-        for new subscriptions themselves before they broadcast.
+        for new subscriptions themselves before they broadcast (at most every
+        :data:`~rewind.server.feeds.SUBSCRIPTION_CHECK_S`), and at each
+        timed-out wait.
         """
         router = self._router
         assert router is not None and self._feeds is not None and self._other_writers is not None
