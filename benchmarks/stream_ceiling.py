@@ -5,9 +5,10 @@ answers every v2 ``READ_ALL`` with the batches Rewind would send (the same
 frames, packed or not as the read asks, with credit-based flow control and an
 ``END``), but without a store: one batch of events is encoded when a read of
 that batch size first comes, and only the batch header and the first event's
-position (which the client checks) are packed again per batch. Row 8 reports its rate beside
-Rewind's, so a target above it is seen to be out of reach of the wire format
-and the client on this machine, whatever the server does.
+position (which the client checks) are packed again per batch. Row 8
+reports its rate beside Rewind's, so a target above it is seen to be out of
+reach of the wire format and the client on this machine, whatever the server
+does.
 """
 
 from __future__ import annotations

@@ -106,7 +106,6 @@ class Server:
         self._reads = OpenReads(config.read_idle_timeout)
         self._other_writers: OtherWriters | None = None
         self._reading_until = 0.0
-        self._store_groups_commits = True
         self._stalled: set[Routing] = set()
         """Connections whose next reply found the peer's queue full."""
         self._sessions_blocked = False
@@ -136,7 +135,6 @@ class Server:
                 self._store = open_store(self.config.storage)
             except RewindError as exc:
                 raise StartupError(f"storage {self.config.storage}: {exc}") from None
-            self._store_groups_commits = self._store.durable
             last = self._store.last_event()
         except BaseException:
             self.shutdown()
@@ -250,8 +248,9 @@ class Server:
         :data:`~rewind.server.feeds.SUBSCRIPTION_CHECK_S`), and at each
         timed-out wait.
         """
-        router = self._router
-        assert router is not None and self._feeds is not None and self._other_writers is not None
+        router, store = self._router, self._store
+        assert router is not None and store is not None
+        assert self._feeds is not None and self._other_writers is not None
         try:
             frames, user_id = self._receive_request(router, 0)
         except zmq.Again:
@@ -262,7 +261,7 @@ class Server:
         # Appends to a store that waits on a disk commit in groups: take
         # whatever else waits first. Asking costs a system call, which a
         # store without a disk to share would gain nothing from.
-        if self._store_groups_commits and transport.has_message(router):
+        if store.durable and transport.has_message(router):
             self._serve_waiting_requests()
         else:
             self._submit_pending()
@@ -594,8 +593,10 @@ class Server:
             self._flush(routing)
         assert self._feeds is not None and self._store is not None
         for batch in batches:
-            stored = [result for result in batch.results if isinstance(result, tuple)]
-            self._feeds.broadcast(self._store, [event for events in stored for event in events])
+            events = [
+                event for result in batch.results if isinstance(result, tuple) for event in result
+            ]
+            self._feeds.broadcast(self._store, events)
 
     def _answer_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
         if batch.error is not None:

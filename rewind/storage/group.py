@@ -82,8 +82,8 @@ class GroupCommit:
     ``stored_events`` maps ids to stored events: it holds every stored event
     among the group's ids (and may hold others), or nothing when the backend
     lets its unique index refuse a stored id instead; both describe the store
-    as it was when the transaction began. Decisions then also take into account everything this
-    group has accepted so far.
+    as it was when the transaction began. Decisions then also take into
+    account everything this group has accepted so far.
     """
 
     def __init__(
@@ -108,11 +108,11 @@ class GroupCommit:
     def add(self, request: AppendRequest) -> AppendResult:
         """Decide ``request``: the events it stores (or re-sends), or why it is refused."""
         events = request.events
-        ids = [event.event_id.int for event in events if event.event_id is not None]
-        if ids:
+        chosen = [event.event_id for event in events if event.event_id is not None]
+        if chosen:
             # Only requests carrying ids can be re-sends or collide, so the
             # common case (ids assigned here) never looks anything up.
-            outcome = self._check_ids(request, ids)
+            outcome = self._check_ids(request, chosen)
             if outcome is not None:
                 return outcome
         stream = request.stream
@@ -140,7 +140,7 @@ class GroupCommit:
         self._position = position
         self._heads[stream] = head + len(stored)
         self.new_events.extend(stored)
-        if ids:
+        if chosen:
             # Only an id a client chose can come back later in the group; an
             # id assigned here is new to everyone, so the common case skips this.
             added = self._added
@@ -148,10 +148,10 @@ class GroupCommit:
                 added[recorded.event_id.int] = recorded
         return tuple(stored)
 
-    def _check_ids(self, request: AppendRequest, ids: list[int]) -> AppendResult | None:
+    def _check_ids(self, request: AppendRequest, chosen: list[uuid.UUID]) -> AppendResult | None:
         """The re-send or conflict a request's ids amount to; ``None`` if they are all new."""
         added, stored = self._added, self._stored
-        chosen = [event.event_id for event in request.events if event.event_id is not None]
+        ids = [event_id.int for event_id in chosen]
         if (not added or added.keys().isdisjoint(ids)) and (
             not stored or stored.keys().isdisjoint(chosen)
         ):
