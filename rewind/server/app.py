@@ -2,9 +2,11 @@
 
 One thread owns every socket. Each turn of the loop drains the requests
 already waiting on the ROUTER socket, turns each into an action (see
-:mod:`rewind.server.actions`) and hands appends to the committer (see
-:mod:`rewind.server.writer`). When a commit completes, its events are
-broadcast and its writers answered, never before.
+:mod:`rewind.server.actions`) and hands appends on (see
+:mod:`rewind.server.appends`), to be committed in groups. When a commit
+completes, its writers are answered and its events broadcast, never before.
+A lone append to a store that commits inline (memory) is committed and
+answered on the spot.
 
 Replies on one connection leave in the order its requests arrived; a read
 runs only once every append that arrived before it on that connection is
@@ -32,7 +34,7 @@ from typing import Any
 
 import zmq
 
-from rewind.errors import RewindError, StorageError, WritesStoppedError
+from rewind.errors import RewindError, StorageError
 from rewind.protocol import dispatch, gorewind, seed, v2
 from rewind.protocol.envelope import split_envelope
 from rewind.server import gorewind_handler, seed_handler, transport, v2_handler
@@ -45,6 +47,7 @@ from rewind.server.actions import (
     Reply,
     StartRead,
 )
+from rewind.server.appends import Appends
 from rewind.server.config import ServerConfig
 from rewind.server.feeds import Feeds, SeedFeed, V2Feed
 from rewind.server.limits import Limits
@@ -54,7 +57,7 @@ from rewind.server.reads import ReadSession, V2Read
 from rewind.server.reply_queue import MAX_QUEUED_REPLIES, PendingAppend, Routing, Slot
 from rewind.server.security import CurveSecurity
 from rewind.server.sockets import ServerSockets, StartupError
-from rewind.server.writer import CommittedBatch, Committer, committer_for
+from rewind.server.writer import Committer, committer_for
 from rewind.storage import open_store
 from rewind.storage.base import EventStore
 
@@ -90,18 +93,16 @@ class Server:
         self._context = context or zmq.Context.instance()
         self._store: EventStore | None = None
         self._committer: Committer[PendingAppend] | None = None
+        self._appends: Appends | None = None
         self._sockets: ServerSockets | None = None
         self._router: zmq.Socket[bytes] | None = None
         self._feeds: Feeds | None = None
         self._security: CurveSecurity | None = None
         self._facts: v2_handler.ServerFacts | None = None
         self._stop_requested = False
-        self._writes_stopped_reported = False
         self._dropped_requests = 0
         self._wakeup_reader: socket.socket | None = None
         self._wakeup_writer: socket.socket | None = None
-        self._pending: list[PendingAppend] = []
-        self._appends_in_flight = 0
         self._queues: dict[Routing, deque[Slot]] = {}
         self._reads = OpenReads(config.read_idle_timeout)
         self._other_writers: OtherWriters | None = None
@@ -148,6 +149,13 @@ class Server:
             storage_kind=self._store.kind, durable=self._store.durable, limits=self._limits
         )
         self._committer = committer_for(self._store)
+        self._appends = Appends(
+            self._store,
+            self._committer,
+            self._feeds,
+            flush=self._flush,
+            answer_now=self._answer_now,
+        )
         self._other_writers = OtherWriters(
             self._store, self._feeds, self.config.feed_poll_interval_ms
         )
@@ -185,6 +193,8 @@ class Server:
     def serve_forever(self) -> None:
         """Serve until a stop is requested, then finish and answer every accepted append."""
         assert self._router is not None and self._committer is not None
+        assert self._appends is not None
+        appends = self._appends
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         if self._wakeup_reader is not None:
@@ -213,7 +223,7 @@ class Server:
             if self._router in ready:
                 self._serve_waiting_requests()
             if commits in ready:
-                self._finish_commits()
+                appends.finish()
             if self._wakeup_reader is not None and self._wakeup_reader.fileno() in ready:
                 self._drain_wakeup()
             if self._feeds is not None and any(p in ready for p in publishers):
@@ -229,9 +239,9 @@ class Server:
         log.info("stopped serving")
 
     def _only_a_request_can_need_the_loop(self) -> bool:
-        assert self._store is not None
+        assert self._store is not None and self._appends is not None
         return not (
-            self._appends_in_flight or self._reads or self._stalled or self._store.announces_commits
+            self._appends.in_flight or self._reads or self._stalled or self._store.announces_commits
         )
 
     def _wait_for_requests(self) -> None:
@@ -268,11 +278,11 @@ class Server:
         self._other_writers.after_poll({})
 
     def _finish_in_flight(self) -> None:
-        assert self._committer is not None
+        assert self._committer is not None and self._appends is not None
         self._submit_pending()
-        while self._appends_in_flight:
+        while self._appends.in_flight:
             self._committer.wait(timeout=1.0)
-            self._finish_commits()
+            self._appends.finish()
 
     def shutdown(self) -> None:
         """Close committer, sockets and store. Safe to call more than once."""
@@ -353,6 +363,8 @@ class Server:
         ``user_id`` is the peer's ZAP User-Id when CURVE is on (it says
         whether the peer may append), ``None`` when it is off.
         """
+        appends = self._appends
+        assert appends is not None
         envelope = split_envelope(frames, dispatch.is_command)
         routing = envelope.routing
         action = self._action_for(envelope.body, user_id)
@@ -362,6 +374,14 @@ class Server:
         if isinstance(action, CancelRead):
             self._cancel(routing, action)
             return routing
+        if isinstance(action, Commit):
+            refused = self._limits.check_append(action.request)
+            if refused is not None:
+                log.info("refused an append: %s", refused)
+                action = Reply(action.encode(refused))
+            elif routing not in self._queues and appends.may_commit_at_once():
+                appends.commit_at_once(routing, action)
+                return routing
         queue = self._queues.setdefault(routing, deque())
         if len(queue) >= MAX_QUEUED_REPLIES:
             self._dropped_requests += 1
@@ -377,12 +397,7 @@ class Server:
         if isinstance(action, Reply):
             slot.frames = action.frames
         elif isinstance(action, Commit):
-            refused = self._limits.check_append(action.request)
-            if refused is not None:
-                log.info("refused an append: %s", refused)
-                slot.frames = action.encode(refused)
-            else:
-                self._pending.append(PendingAppend(action.request, routing, slot, action.encode))
+            appends.add(PendingAppend(action.request, routing, slot, action.encode))
         else:
             if isinstance(action, Read):
                 slot.read = action.run
@@ -563,54 +578,18 @@ class Server:
             self._end_read(session)
         self._queues.pop(routing, None)
 
-    # Commits ---------------------------------------------------------------------------
-
     def _submit_pending(self) -> None:
-        if not self._pending:
-            return
-        assert self._committer is not None
-        pending, self._pending = self._pending, []
-        self._appends_in_flight += len(pending)
-        # Inline while nothing is being read: see rewind.server.writer.
-        reading = bool(self._reads) or time.monotonic() < self._reading_until
-        if self._committer.submit(pending, inline=not reading):
-            self._finish_commits()
+        appends = self._appends
+        assert appends is not None
+        if appends.waiting():
+            # Inline while nothing is being read: see rewind.server.writer.
+            reading = bool(self._reads) or time.monotonic() < self._reading_until
+            appends.submit(inline=not reading)
 
-    def _finish_commits(self) -> None:
-        assert self._committer is not None
-        batches = self._committer.take_completed()
-        if not batches:
-            return
-        touched: set[Routing] = set()
-        for batch in batches:
-            self._answer_batch(batch)
-            self._appends_in_flight -= len(batch.items)
-            touched.update(item.routing for item in batch.items)
-        # Durable now. The writers hear first, then the subscribers: a writer
-        # waits for its answer, which is what a synchronous client's rate
-        # depends on, while a broadcast is a one-way message either way.
-        for routing in touched:
-            self._flush(routing)
-        assert self._feeds is not None and self._store is not None
-        for batch in batches:
-            events = [
-                event for result in batch.results if isinstance(result, tuple) for event in result
-            ]
-            self._feeds.broadcast(self._store, events)
-
-    def _answer_batch(self, batch: CommittedBatch[PendingAppend]) -> None:
-        if batch.error is not None:
-            if isinstance(batch.error, WritesStoppedError):
-                if not self._writes_stopped_reported:
-                    self._writes_stopped_reported = True
-                    log.critical("%s; reads go on, appends get ERROR", batch.error)
-            else:
-                log.error("commit of %d appends failed: %s", len(batch.items), batch.error)
-            for item in batch.items:
-                item.slot.frames = item.encode(batch.error)
-            return
-        for item, result in zip(batch.items, batch.results, strict=True):
-            item.slot.frames = item.encode(result)
+    def _answer_now(self, routing: Routing, frames: list[bytes]) -> None:
+        """Send a reply that has no place in the reply queue, or queue it if it must wait."""
+        if not self._deliver(routing, frames):
+            self._queues.setdefault(routing, deque()).append(Slot(frames))
 
     def _send(self, routing: Routing, frames: list[bytes]) -> None:
         """Send what ends or refuses a streamed read, outside the reply queue.

@@ -56,11 +56,8 @@ class Subscriptions:
     def __init__(self, socket: zmq.Socket[Any]) -> None:
         self.socket = socket
         self._topics: set[bytes] = set()
-
-    @property
-    def any(self) -> bool:
+        self.any = False
         """Whether anyone subscribes to anything on the socket."""
-        return bool(self._topics)
 
     def update(self) -> None:
         """Take every subscription message waiting on the socket."""
@@ -75,6 +72,7 @@ class Subscriptions:
                 self._topics.add(message[1:])
             elif message[0] == _UNSUBSCRIBE:
                 self._topics.discard(message[1:])
+            self.any = bool(self._topics)
 
 
 class SeedFeed:
@@ -150,8 +148,12 @@ class Feeds:
         at or before a position already broadcast (a re-send's, which may
         repeat one earlier in the same list) is skipped.
         """
-        fresh = []
         head = self._head
+        if events and events[0].position == head + 1 and events[-1].position == head + len(events):
+            # The usual case: the commit's own events, following the last broadcast.
+            self._send(events)
+            return
+        fresh = []
         for event in events:
             if event.position > head:
                 fresh.append(event)

@@ -79,11 +79,12 @@ class GroupCommit:
     """Decides, request by request, what one group commit stores.
 
     ``stream_head`` returns a stream's last stored version (-1 for none) and
-    ``stored_events`` maps ids to stored events: it holds every stored event
-    among the group's ids (and may hold others), or nothing when the backend
-    lets its unique index refuse a stored id instead; both describe the store
-    as it was when the transaction began. Decisions then also take into
-    account everything this group has accepted so far.
+    ``stored_events`` maps ids, by their integer value (:attr:`uuid.UUID.int`:
+    an int hashes in C, a UUID in Python), to stored events: it holds every
+    stored event among the group's ids (and may hold others), or nothing
+    when the backend lets its unique index refuse a stored id instead; both
+    describe the store as it was when the transaction began. Decisions then
+    also take into account everything this group has accepted so far.
     """
 
     def __init__(
@@ -92,15 +93,14 @@ class GroupCommit:
         last_position: int,
         recorded_at_us: int,
         stream_head: Callable[[str], int],
-        stored_events: Mapping[uuid.UUID, RecordedEvent],
+        stored_events: Mapping[int, RecordedEvent],
     ) -> None:
         self._position = last_position
         self._recorded_at_us = recorded_at_us
         self._stream_head = stream_head
         self._stored = stored_events
         self._heads: dict[str, int] = {}
-        # Client-chosen ids this group stores, by their integer value: an int
-        # hashes in C, a UUID in Python, and this runs once per event.
+        # Client-chosen ids this group stores, by their integer value too.
         self._added: dict[int, RecordedEvent] = {}
         self.new_events: list[RecordedEvent] = []
         """Every event the group stores, in position order."""
@@ -117,9 +117,10 @@ class GroupCommit:
                 return outcome
         stream = request.stream
         head = self._head(stream)
-        refusal = expected_version_error(stream, request.expected_version, head)
-        if refusal is not None:
-            return refusal
+        if request.expected_version != ANY_VERSION:
+            refusal = expected_version_error(stream, request.expected_version, head)
+            if refusal is not None:
+                return refusal
         position = self._position
         recorded_at_us = self._recorded_at_us
         stored = []
@@ -153,7 +154,7 @@ class GroupCommit:
         added, stored = self._added, self._stored
         ids = [event_id.int for event_id in chosen]
         if (not added or added.keys().isdisjoint(ids)) and (
-            not stored or stored.keys().isdisjoint(chosen)
+            not stored or stored.keys().isdisjoint(ids)
         ):
             return None if len(set(ids)) == len(ids) else _repeated_id(chosen)
         known = [event for event in map(self._find, chosen) if event is not None]
@@ -162,8 +163,9 @@ class GroupCommit:
         return _conflict(request, known[0])
 
     def _find(self, event_id: uuid.UUID) -> RecordedEvent | None:
-        added = self._added.get(event_id.int)
-        return added if added is not None else self._stored.get(event_id)
+        key = event_id.int
+        added = self._added.get(key)
+        return added if added is not None else self._stored.get(key)
 
     def _head(self, stream: str) -> int:
         head = self._heads.get(stream)

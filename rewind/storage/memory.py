@@ -29,7 +29,8 @@ class MemoryStore(EventStore):
         self._events: list[RecordedEvent] = []  # position p is at index p - 1
         self._streams: dict[str, list[RecordedEvent]] = {}  # version v is at index v
         self._stream_names: list[str] = []  # sorted, for paging through streams
-        self._by_id: dict[uuid.UUID, RecordedEvent] = {}
+        # Keyed by the ids' integer values, as GroupCommit wants them (an int hashes in C).
+        self._by_id: dict[int, RecordedEvent] = {}
         self._closed = False
         # Readers and the writer may be different threads; a lock keeps a
         # reader from seeing half of an append.
@@ -38,28 +39,31 @@ class MemoryStore(EventStore):
     def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         with self._lock:
             self._check_open()
+            events = self._events
             now = time.time_ns() // 1000
-            last_at = self._events[-1].recorded_at_us if self._events else 0
+            last_at = events[-1].recorded_at_us if events else 0
             group = GroupCommit(
-                last_position=len(self._events),
+                last_position=len(events),
                 # Never earlier than the last commit, so time order is position order.
                 recorded_at_us=max(now, last_at),
-                stream_head=lambda stream: len(self._streams.get(stream, ())) - 1,
+                stream_head=self._stream_head,
                 stored_events=self._by_id,
             )
             results = [group.add(request) for request in requests]
+            by_id, streams = self._by_id, self._streams
+            # Inline rather than a call per event: this is most of an append's work.
             for event in group.new_events:
-                self._store(event)
+                events.append(event)
+                by_id[event.event_id.int] = event
+                stream = streams.get(event.stream)
+                if stream is None:
+                    stream = streams[event.stream] = []
+                    bisect.insort(self._stream_names, event.stream)
+                stream.append(event)
             return results
 
-    def _store(self, event: RecordedEvent) -> None:
-        self._events.append(event)
-        self._by_id[event.event_id] = event
-        stream = self._streams.get(event.stream)
-        if stream is None:
-            stream = self._streams[event.stream] = []
-            bisect.insort(self._stream_names, event.stream)
-        stream.append(event)
+    def _stream_head(self, stream: str) -> int:
+        return len(self._streams.get(stream, ())) - 1
 
     def read_all(
         self,
@@ -111,7 +115,7 @@ class MemoryStore(EventStore):
     def position_of(self, event_id: uuid.UUID) -> int | None:
         with self._lock:
             self._check_open()
-            event = self._by_id.get(event_id)
+            event = self._by_id.get(event_id.int)
             return None if event is None else event.position
 
     def position_at(self, timestamp_us: int) -> int | None:

@@ -379,7 +379,7 @@ class PostgresStore(EventStore):
         now = time.time_ns() // 1000
         last_position, last_recorded_at = last
         usable = [r for r, problem in zip(requests, problems, strict=True) if problem is None]
-        stored: dict[uuid.UUID, RecordedEvent] = {}
+        stored: dict[int, RecordedEvent] = {}
 
         def decide() -> tuple[list[AppendResult], list[RecordedEvent]]:
             group = GroupCommit(
@@ -408,7 +408,7 @@ class PostgresStore(EventStore):
         ids = list({e.event_id for r in usable for e in r.events if e.event_id is not None})
         for row in cursor.execute(self._sql.stored_events, (ids,), binary=True):
             event = _to_event(row)
-            stored[event.event_id] = event
+            stored[event.event_id.int] = event
         return decide()
 
     # Reading ---------------------------------------------------------------------

@@ -198,7 +198,8 @@ def _insert(db: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
             add(
                 (
                     event.position,
-                    event.event_id.bytes,
+                    # UUID.bytes is a Python property; this is its body, a call fewer per row.
+                    event.event_id.int.to_bytes(16),
                     event.stream,
                     event.version,
                     event.recorded_at_us,
@@ -362,7 +363,7 @@ class SQLiteStore(EventStore):
         db = self._write_db
         last = db.execute(LAST_COMMIT_SQL).fetchone()
         last_position, last_recorded_at = (0, 0) if last is None else last
-        stored: dict[uuid.UUID, RecordedEvent] = {}
+        stored: dict[int, RecordedEvent] = {}
         if look_up_ids:
             stored = self._stored_events(
                 [event.event_id for request in requests for event in request.events]
@@ -375,27 +376,26 @@ class SQLiteStore(EventStore):
             stored_events=stored,
         )
         results = [group.add(request) for request in requests]
-        if not look_up_ids and any(
-            not isinstance(result, tuple) and _has_chosen_ids(request)
-            for request, result in zip(requests, results, strict=True)
-        ):
-            return self._decide(requests, now, look_up_ids=True)
+        if not look_up_ids:
+            for request, result in zip(requests, results, strict=True):
+                if not isinstance(result, tuple) and _has_chosen_ids(request):
+                    return self._decide(requests, now, look_up_ids=True)
         return results, group.new_events
 
     def _stream_head(self, stream: str) -> int:
         head = self._write_db.execute(STREAM_HEAD_SQL, (stream,)).fetchone()[0]
         return -1 if head is None else int(head)
 
-    def _stored_events(self, event_ids: list[uuid.UUID | None]) -> dict[uuid.UUID, RecordedEvent]:
-        """The already stored events among ``event_ids``: one indexed query per chunk."""
-        found: dict[uuid.UUID, RecordedEvent] = {}
+    def _stored_events(self, event_ids: list[uuid.UUID | None]) -> dict[int, RecordedEvent]:
+        """The already stored events among ``event_ids``, by id value: one query per chunk."""
+        found: dict[int, RecordedEvent] = {}
         unique = [event_id for event_id in dict.fromkeys(event_ids) if event_id is not None]
         for start in range(0, len(unique), _IDS_PER_LOOKUP):
             chunk = unique[start : start + _IDS_PER_LOOKUP]
             sql = f"SELECT {_COLUMNS} FROM events WHERE event_id IN ({', '.join('?' * len(chunk))})"
             for row in self._write_db.execute(sql, [event_id.bytes for event_id in chunk]):
                 event = _to_event(row)
-                found[event.event_id] = event
+                found[event.event_id.int] = event
         return found
 
     # Reading ---------------------------------------------------------------------

@@ -317,10 +317,19 @@ def test_client_that_never_reads_its_replies_cannot_stall_others(server: ServerP
         context.destroy(linger=0)
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def either_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """Both backends: a memory server answers a lone append at once, outside the reply queue."""
+    storage = "memory:" if request.param == "memory" else f"sqlite:{tmp_path / 'events.db'}"
+    with ServerProcess(storage) as process:
+        yield process
+
+
 def test_a_client_that_reads_late_still_gets_every_acknowledgement(
-    server: ServerProcess,
+    either_server: ServerProcess,
 ) -> None:
     """Replies beyond the peer's queue wait for room: no acknowledgement is dropped."""
+    server = either_server
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         with client_for(server, context) as client:
@@ -345,6 +354,47 @@ def test_a_client_that_reads_late_still_gets_every_acknowledgement(
         with client_for(server, context) as client:
             stored = [event.data for event in client.query()]
         assert stored[100:] == [b"late-%05d" % index for index in range(pairs)]
+    finally:
+        context.destroy(linger=0)
+
+
+def test_a_publisher_that_reads_late_still_gets_every_acknowledgement(
+    either_server: ServerProcess,
+) -> None:
+    """Acknowledgements of lone appends wait for room too, once the peer's queue is full.
+
+    A few QUERY pages first fill the connection's socket buffers; then only
+    PUBLISH, whose small replies fill ZeroMQ's queue for the peer. On a
+    memory server each is committed and answered at once, so the first
+    reply that finds no room is one without a place in the reply queue.
+    """
+    server = either_server
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with client_for(server, context) as client:
+            for index in range(100):
+                client.publish(b"%04d" % index + b"x" * 100)
+        late = slow_reader(context, server.query_endpoint)
+        late.setsockopt(zmq.SNDHWM, 0)
+        pages = 400  # about 6 MiB: beyond what the socket buffers take in
+        for _ in range(pages):
+            late.send_multipart([b"", *seed.encode_query(None, None)])
+        publishes = 0
+        while "the peer's queue is full" not in server.log:
+            assert publishes < 20_000, "the replies never filled the peer's queue"
+            for _ in range(200):
+                late.send_multipart([b"", *seed.encode_publish(b"late-%05d" % publishes)])
+                publishes += 1
+            time.sleep(0.05)
+        for _ in range(pages):
+            assert len(late.recv_multipart()) == 1 + 2 * seed.QUERY_PAGE_SIZE
+        for _ in range(publishes):
+            assert late.recv_multipart() == [b"", b"PUBLISHED"]
+        assert not late.poll(200), "a reply came twice"
+        late.close(linger=0)
+        with client_for(server, context) as client:
+            stored = [event.data for event in client.query()]
+        assert stored[100:] == [b"late-%05d" % index for index in range(publishes)]
     finally:
         context.destroy(linger=0)
 

@@ -84,6 +84,16 @@ def test_a_resend_of_events_broadcast_earlier_sends_nothing(wired: Wired) -> Non
     assert wired.received_positions() == [1, 2]
 
 
+def test_a_resend_between_a_commits_new_events_is_skipped(wired: Wired) -> None:
+    first = wired.append("s", b"1")
+    wired.feeds.broadcast(wired.store, first)
+    new = wired.append("t", b"2", b"3")
+    # Starts right after the last broadcast, as a commit of only new events would.
+    wired.feeds.broadcast(wired.store, [new[0], *first, new[1]])
+    assert wired.received_positions() == [1, 2, 3]
+    assert wired.feeds.head == 3
+
+
 def test_events_another_writer_stored_in_between_go_out_first(wired: Wired) -> None:
     ours = wired.append("s", b"1")
     wired.feeds.broadcast(wired.store, ours)
