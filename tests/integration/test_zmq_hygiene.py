@@ -325,6 +325,23 @@ def either_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Se
         yield process
 
 
+def _late_reader_after_a_page(
+    server: ServerProcess, context: zmq.Context[zmq.Socket[bytes]]
+) -> zmq.Socket[bytes]:
+    """A :func:`slow_reader`, once a full page of events is stored (a QUERY gets 15 KiB)."""
+    with client_for(server, context) as client:
+        for index in range(seed.QUERY_PAGE_SIZE):
+            client.publish(b"%04d" % index + b"x" * 100)
+    return slow_reader(context, server.query_endpoint)
+
+
+def _stored_after_the_page(
+    server: ServerProcess, context: zmq.Context[zmq.Socket[bytes]]
+) -> list[bytes]:
+    with client_for(server, context) as client:
+        return [event.data for event in client.query()][seed.QUERY_PAGE_SIZE :]
+
+
 def test_a_client_that_reads_late_still_gets_every_acknowledgement(
     either_server: ServerProcess,
 ) -> None:
@@ -332,10 +349,7 @@ def test_a_client_that_reads_late_still_gets_every_acknowledgement(
     server = either_server
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
-        with client_for(server, context) as client:
-            for index in range(100):
-                client.publish(b"%04d" % index + b"x" * 100)
-        late = slow_reader(context, server.query_endpoint)
+        late = _late_reader_after_a_page(server, context)
         # Each QUERY is answered with a full page (about 15 KiB), so the
         # replies soon overflow the server's queue for this peer; each
         # PUBLISH behind one must still be acknowledged once there is room.
@@ -351,9 +365,9 @@ def test_a_client_that_reads_late_still_gets_every_acknowledgement(
             assert late.recv_multipart() == [b"", b"PUBLISHED"]
         assert "dropped a reply" not in server.log
         late.close(linger=0)
-        with client_for(server, context) as client:
-            stored = [event.data for event in client.query()]
-        assert stored[100:] == [b"late-%05d" % index for index in range(pairs)]
+        assert _stored_after_the_page(server, context) == [
+            b"late-%05d" % index for index in range(pairs)
+        ]
     finally:
         context.destroy(linger=0)
 
@@ -371,10 +385,7 @@ def test_a_publisher_that_reads_late_still_gets_every_acknowledgement(
     server = either_server
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
-        with client_for(server, context) as client:
-            for index in range(100):
-                client.publish(b"%04d" % index + b"x" * 100)
-        late = slow_reader(context, server.query_endpoint)
+        late = _late_reader_after_a_page(server, context)
         late.setsockopt(zmq.SNDHWM, 0)
         pages = 400  # about 6 MiB: beyond what the socket buffers take in
         for _ in range(pages):
@@ -392,9 +403,9 @@ def test_a_publisher_that_reads_late_still_gets_every_acknowledgement(
             assert late.recv_multipart() == [b"", b"PUBLISHED"]
         assert not late.poll(200), "a reply came twice"
         late.close(linger=0)
-        with client_for(server, context) as client:
-            stored = [event.data for event in client.query()]
-        assert stored[100:] == [b"late-%05d" % index for index in range(publishes)]
+        assert _stored_after_the_page(server, context) == [
+            b"late-%05d" % index for index in range(publishes)
+        ]
     finally:
         context.destroy(linger=0)
 
