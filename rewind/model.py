@@ -38,16 +38,25 @@ class _TimeUUIDGenerator:
         clock_seq = secrets.randbits(14)
         self._low_bits = (0x8000 | clock_seq) << 48 | node  # variant 10xx
 
-    def __call__(self) -> uuid.UUID:
-        with self._lock:
-            timestamp = max(time.time_ns() // 100 + _UUID_EPOCH_OFFSET, self._last_timestamp + 1)
+    def next_id(self) -> uuid.UUID:
+        """A fresh id, later than every id this generator made before."""
+        lock = self._lock
+        lock.acquire()  # half the cost of a with statement, which shows per event
+        try:
+            timestamp = time.time_ns() // 100 + _UUID_EPOCH_OFFSET
+            if timestamp <= self._last_timestamp:
+                timestamp = self._last_timestamp + 1
             self._last_timestamp = timestamp
-        time_low = timestamp & 0xFFFFFFFF
-        time_mid = (timestamp >> 32) & 0xFFFF
-        time_hi_version = ((timestamp >> 48) & 0x0FFF) | 0x1000
-        return _uuid_from_int(
-            time_low << 96 | time_mid << 80 | time_hi_version << 64 | self._low_bits
+        finally:
+            lock.release()
+        # The high 64 bits: time_low, time_mid, then the version and time_hi.
+        high = (
+            (timestamp & 0xFFFFFFFF) << 32
+            | (timestamp >> 16) & 0xFFFF0000
+            | (timestamp >> 48) & 0x0FFF
+            | 0x1000
         )
+        return _uuid_from_int(high << 64 | self._low_bits)
 
 
 _new_object = object.__new__
@@ -73,7 +82,8 @@ def event_id_from_bytes(raw: bytes) -> uuid.UUID:
     return _uuid_from_int(int.from_bytes(raw))
 
 
-new_event_id = _TimeUUIDGenerator()
+# A bound method: calling an instance would go through its type's __call__ slot.
+new_event_id = _TimeUUIDGenerator().next_id
 """Return a fresh server-assigned event id: a type 1 UUID, as the seed names."""
 
 

@@ -34,7 +34,9 @@ def classify(body: Sequence[bytes]) -> Dialect:
     """The dialect of a request body, by its first frame and frame count."""
     if not body:
         return Dialect.SEED
-    if v2.is_marker(body[0]):
+    first = body[0]
+    # The prefix first: it spares most requests of other dialects a regex match.
+    if first.startswith(b"RWD") and v2.is_marker(first):
         return Dialect.V2
     if gorewind.is_request(body):
         return Dialect.GOREWIND

@@ -10,11 +10,12 @@ its body starts right after its identity, with a command word.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+# A NamedTuple rather than a frozen dataclass: one is made for every request,
+# and a frozen dataclass sets each field through object.__setattr__.
+class Envelope(NamedTuple):
     """Routing frames to prefix a reply with, and the request body they carried."""
 
     routing: tuple[bytes, ...]
@@ -30,6 +31,9 @@ def split_envelope(frames: Sequence[bytes], is_command: Callable[[bytes], bool])
     part of the body (a QUERY's open bounds, say). With neither, the body is
     everything after the identity.
     """
+    if len(frames) > 1 and frames[1] == b"":
+        # The usual envelope (a REQ client's): its identity, then the delimiter.
+        return Envelope((frames[0], b""), tuple(frames[2:]))
     for index in range(1, len(frames)):
         frame = frames[index]
         if frame == b"":

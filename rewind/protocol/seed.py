@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 QUERY_PAGE_SIZE = 100
 """At most this many events go in one QUERY reply; a full page has no END frame."""
@@ -28,23 +28,20 @@ END = b"END"
 ERROR = b"ERROR"
 
 
-@dataclass(frozen=True, slots=True)
-class Publish:
+class Publish(NamedTuple):
     """``PUBLISH <data>``: append one event to the default stream."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):
     """``QUERY <from> <to>``: events after ``from_id`` up to and including ``to_id``."""
 
     from_id: uuid.UUID | None
     to_id: uuid.UUID | None
 
 
-@dataclass(frozen=True, slots=True)
-class BadRequest:
+class BadRequest(NamedTuple):
     """A request that cannot be served; ``reason`` goes into the ``ERROR`` reply."""
 
     reason: str

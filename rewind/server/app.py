@@ -82,6 +82,9 @@ BLOCKED_RETRY_MS = 10
 """How soon to retry a streamed read, or a reply, whose client's queue was full."""
 
 _BAD_REQUESTS = (seed.BadRequest, gorewind.BadRequest, v2.BadRequest)
+# Tuples, not unions: ``A | B`` in an isinstance call builds the union every time.
+_SEED_REQUESTS = (seed.Publish, seed.Query, seed.BadRequest)
+_GOREWIND_REQUESTS = (gorewind.Publish, gorewind.Query, gorewind.BadRequest)
 
 
 class Server:
@@ -350,9 +353,9 @@ class Server:
             refused = self._security.refusal(request, user_id)
             if refused is not None:
                 return Reply(refused)
-        if isinstance(request, seed.Publish | seed.Query | seed.BadRequest):
+        if isinstance(request, _SEED_REQUESTS):
             return seed_handler.handle(request, self.config.default_stream)
-        if isinstance(request, gorewind.Publish | gorewind.Query | gorewind.BadRequest):
+        if isinstance(request, _GOREWIND_REQUESTS):
             return gorewind_handler.handle(request)
         assert self._facts is not None
         return v2_handler.handle(request, self._facts)

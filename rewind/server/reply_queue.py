@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rewind.errors import StorageError
 from rewind.model import AppendRequest
@@ -44,8 +45,7 @@ class Slot:
     session: ReadSession | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PendingAppend:
+class PendingAppend(NamedTuple):
     """An append on its way to the store, with the slot waiting for its outcome."""
 
     request: AppendRequest

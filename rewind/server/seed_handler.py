@@ -12,7 +12,7 @@ from rewind.storage.base import AppendResult, EventStore
 def handle(request: seed.SeedRequest, default_stream: str) -> Action:
     """The action a seed request stands for."""
     if isinstance(request, seed.Publish):
-        append = AppendRequest(default_stream, (NewEvent(data=request.data),))
+        append = AppendRequest(default_stream, (NewEvent(request.data),))
         return Commit(append, _published)
     if isinstance(request, seed.Query):
         query = request

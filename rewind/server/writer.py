@@ -27,8 +27,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from rewind.errors import StorageError
 from rewind.model import AppendRequest
@@ -47,8 +46,7 @@ class HasAppend(Protocol):
 ItemT = TypeVar("ItemT", bound=HasAppend)
 
 
-@dataclass(frozen=True, slots=True)
-class CommittedBatch(Generic[ItemT]):
+class CommittedBatch(NamedTuple, Generic[ItemT]):
     """Items committed together: ``results[i]`` holds what ``items[i]`` stored.
 
     A result is the item's stored events, or the error that refused it alone

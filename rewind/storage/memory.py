@@ -37,8 +37,11 @@ class MemoryStore(EventStore):
         self._lock = threading.Lock()
 
     def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
-        with self._lock:
-            self._check_open()
+        lock = self._lock
+        lock.acquire()  # not a with statement: this is the cost of every append
+        try:
+            if self._closed:
+                raise StorageError("store is closed")
             events = self._events
             now = time.time_ns() // 1000
             last_at = events[-1].recorded_at_us if events else 0
@@ -61,6 +64,8 @@ class MemoryStore(EventStore):
                     bisect.insort(self._stream_names, event.stream)
                 stream.append(event)
             return results
+        finally:
+            lock.release()
 
     def _stream_head(self, stream: str) -> int:
         return len(self._streams.get(stream, ())) - 1

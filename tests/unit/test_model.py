@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import time
 import uuid
 
 import pytest
@@ -44,3 +45,6 @@ def test_new_event_ids_are_ordinary_type_1_uuids() -> None:
     assert all(uuid.UUID(str(event_id)) == event_id for event_id in made)
     assert len(set(made)) == 100
     assert [event_id.time for event_id in made] == sorted(event_id.time for event_id in made)
+    # The timestamp fields hold the time of making, in 100 ns units since 1582-10-15.
+    now = time.time_ns() // 100 + 0x01B21DD213814000
+    assert all(now - 10_000_000 < event_id.time <= now for event_id in made)
