@@ -84,13 +84,13 @@ def _printable(frame: bytes, limit: int = 60) -> str:
 
 def parse_request(body: Sequence[bytes]) -> SeedRequest:
     """Decode a request body (the frames after the envelope)."""
-    if not body or body == (b"",) or (len(body) == 1 and not body[0]):
+    if len(body) == 2 and body[0] == b"PUBLISH":
+        return Publish(body[1])  # the most common request, recognised first
+    if not body or (len(body) == 1 and not body[0]):
         return BadRequest("empty message")
     command = body[0]
     if command == b"PUBLISH":
-        if len(body) != 2:
-            return BadRequest(f"PUBLISH takes 1 frame (the event), got {len(body) - 1}")
-        return Publish(body[1])
+        return BadRequest(f"PUBLISH takes 1 frame (the event), got {len(body) - 1}")
     if command == b"QUERY":
         if len(body) != 3:
             return BadRequest(f"QUERY takes 2 frames (from id, to id), got {len(body) - 1}")

@@ -371,13 +371,7 @@ class Server:
         envelope = split_envelope(frames, dispatch.is_command)
         routing = envelope.routing
         action = self._action_for(envelope.body, user_id)
-        if isinstance(action, GrantCredit):
-            self._grant(routing, action)
-            return routing
-        if isinstance(action, CancelRead):
-            self._cancel(routing, action)
-            return routing
-        if isinstance(action, Commit):
+        if isinstance(action, Commit):  # the most common action first
             refused = self._limits.check_append(action.request)
             if refused is not None:
                 log.info("refused an append: %s", refused)
@@ -385,6 +379,12 @@ class Server:
             elif routing not in self._queues and appends.may_commit_at_once():
                 appends.commit_at_once(routing, action)
                 return routing
+        elif isinstance(action, GrantCredit):
+            self._grant(routing, action)
+            return routing
+        elif isinstance(action, CancelRead):
+            self._cancel(routing, action)
+            return routing
         queue = self._queues.setdefault(routing, deque())
         if len(queue) >= MAX_QUEUED_REPLIES:
             self._dropped_requests += 1
