@@ -16,7 +16,7 @@ from rewind.errors import StorageError, WritesStoppedError
 from rewind.server.actions import Commit
 from rewind.server.feeds import Feeds
 from rewind.server.reply_queue import PendingAppend, Routing
-from rewind.server.writer import CommittedBatch, Committer, commit
+from rewind.server.writer import CommittedBatch, Committer, append_or_error
 from rewind.storage.base import EventStore
 
 log = logging.getLogger("rewind.server")
@@ -89,12 +89,12 @@ class Appends:
         :meth:`may_commit_at_once` and while the connection waits for no
         earlier answer, so that nothing can come before it in reply order.
         """
-        batch = commit(self._store, (append,))
-        if batch.error is not None:
-            self._report_failure(batch.error, 1)
-            self._answer_now(routing, append.encode(batch.error))
+        outcome = append_or_error(self._store, (append.request,))
+        if isinstance(outcome, StorageError):
+            self._report_failure(outcome, 1)
+            self._answer_now(routing, append.encode(outcome))
             return
-        result = batch.results[0]
+        result = outcome[0]
         self._answer_now(routing, append.encode(result))
         if isinstance(result, tuple):
             self._feeds.broadcast(self._store, result)

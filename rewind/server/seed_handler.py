@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from rewind.errors import AppendRejectedError, StorageError
-from rewind.model import AppendRequest, NewEvent, RecordedEvent
+from rewind.model import ANY_VERSION, AppendRequest, NewEvent, RecordedEvent
 from rewind.protocol import seed
 from rewind.server.actions import Action, Commit, Read, Reply
 from rewind.storage.base import AppendResult, EventStore
+
+_new_tuple = tuple.__new__
 
 
 def handle(request: seed.SeedRequest, default_stream: str) -> Action:
     """The action a seed request stands for."""
     if isinstance(request, seed.Publish):
-        append = AppendRequest(default_stream, (NewEvent(request.data),))
+        # NewEvent(data) and AppendRequest(stream, events) without their Python
+        # __new__ frames (defaults spelled out): this runs for every PUBLISH.
+        event = _new_tuple(NewEvent, (request.data, None, "", b""))
+        append = _new_tuple(AppendRequest, (default_stream, (event,), ANY_VERSION))
         return Commit(append, _published)
     if isinstance(request, seed.Query):
         query = request

@@ -61,13 +61,23 @@ class CommittedBatch(NamedTuple, Generic[ItemT]):
 
 def commit(store: EventStore, items: Sequence[ItemT]) -> CommittedBatch[ItemT]:
     """Commit items in one transaction, turning any failure into the batch's error."""
+    outcome = append_or_error(store, [item.request for item in items])
+    if isinstance(outcome, StorageError):
+        return CommittedBatch(items, (), outcome)
+    return CommittedBatch(items, outcome)
+
+
+def append_or_error(
+    store: EventStore, requests: Sequence[AppendRequest]
+) -> list[AppendResult] | StorageError:
+    """Append requests in one transaction: their results, or the error that stored nothing."""
     try:
-        return CommittedBatch(items, store.append([item.request for item in items]))
+        return store.append(requests)
     except StorageError as exc:
-        return CommittedBatch(items, (), exc)
+        return exc
     except Exception as exc:  # an unexpected bug must not kill the writer silently
         log.exception("unexpected error while committing")
-        return CommittedBatch(items, (), StorageError(f"internal error: {exc}"))
+        return StorageError(f"internal error: {exc}")
 
 
 class InlineCommitter(Generic[ItemT]):

@@ -8,8 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rewind.model import AppendRequest, NewEvent
 from rewind.protocol import seed
 from rewind.protocol.envelope import split_envelope
+from rewind.server import seed_handler
+from rewind.server.actions import Commit
 
 EVENT_ID = uuid.UUID("6f1c1f9e-1d2b-11ef-9c1a-0242ac120002")
 
@@ -130,3 +133,12 @@ def test_envelope_through_a_broker_keeps_every_routing_frame() -> None:
     envelope = split_envelope([b"broker", b"client", b"", b"QUERY", b"", b""], seed.is_command)
     assert envelope.routing == (b"broker", b"client", b"")
     assert envelope.body == (b"QUERY", b"", b"")
+
+
+def test_a_publish_becomes_one_event_for_the_default_stream_with_every_default() -> None:
+    """The handler builds its append without the NamedTuples' constructors: same values."""
+    action = seed_handler.handle(seed.Publish(b"data"), "orders")
+    assert isinstance(action, Commit)
+    assert type(action.request) is AppendRequest
+    assert action.request == AppendRequest("orders", (NewEvent(b"data"),))
+    assert type(action.request.events[0]) is NewEvent
