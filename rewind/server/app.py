@@ -270,7 +270,9 @@ class Server:
             self._feeds.update_subscriptions()
             self._other_writers.after_poll({})
             return
-        self._flush(self._handle(frames, user_id))
+        ready = self._handle(frames, user_id)
+        if ready is not None:
+            self._flush(ready)
         # Appends to a store that waits on a disk commit in groups: take
         # whatever else waits first. Asking costs a system call, which a
         # store without a disk to share would gain nothing from.
@@ -342,7 +344,9 @@ class Server:
             # ZeroMQ's fair queueing took early must not wait for all of them.
             # Only the queue that got the request can have a new head ready; the
             # others move when their commit completes or their read ends.
-            self._flush(self._handle(frames, user_id))
+            ready = self._handle(frames, user_id)
+            if ready is not None:
+                self._flush(ready)
         self._submit_pending()
 
     def _action_for(self, body: Sequence[bytes], user_id: str | None = None) -> Action:
@@ -360,11 +364,14 @@ class Server:
         assert self._facts is not None
         return v2_handler.handle(request, self._facts)
 
-    def _handle(self, frames: list[bytes], user_id: str | None = None) -> Routing:
-        """Queue the request's reply slot (or act on its read); return its connection.
+    def _handle(self, frames: list[bytes], user_id: str | None = None) -> Routing | None:
+        """Queue the request's reply slot (or act on its read).
 
-        ``user_id`` is the peer's ZAP User-Id when CURVE is on (it says
-        whether the peer may append), ``None`` when it is off.
+        Returns the connection whose reply queue may now have a reply ready
+        to send, or ``None`` when it cannot: an append that waits for its
+        commit, or one answered on the spot. ``user_id`` is the peer's ZAP
+        User-Id when CURVE is on (it says whether the peer may append),
+        ``None`` when it is off.
         """
         appends = self._appends
         assert appends is not None
@@ -378,7 +385,7 @@ class Server:
                 action = Reply(action.encode(refused))
             elif routing not in self._queues and appends.may_commit_at_once():
                 appends.commit_at_once(routing, action)
-                return routing
+                return None
         elif isinstance(action, GrantCredit):
             self._grant(routing, action)
             return routing
@@ -401,6 +408,9 @@ class Server:
             slot.frames = action.frames
         elif isinstance(action, Commit):
             appends.add(PendingAppend(action.request, routing, slot, action.encode))
+            # Nothing behind this slot can go before it, and whatever was ready
+            # ahead of it went when it became ready.
+            return None
         else:
             if isinstance(action, Read):
                 slot.read = action.run
