@@ -82,9 +82,6 @@ BLOCKED_RETRY_MS = 10
 """How soon to retry a streamed read, or a reply, whose client's queue was full."""
 
 _BAD_REQUESTS = (seed.BadRequest, gorewind.BadRequest, v2.BadRequest)
-# Tuples, not unions: ``A | B`` in an isinstance call builds the union every time.
-_SEED_REQUESTS = (seed.Publish, seed.Query, seed.BadRequest)
-_GOREWIND_REQUESTS = (gorewind.Publish, gorewind.Query, gorewind.BadRequest)
 
 
 class Server:
@@ -357,9 +354,9 @@ class Server:
             refused = self._security.refusal(request, user_id)
             if refused is not None:
                 return Reply(refused)
-        if isinstance(request, _SEED_REQUESTS):
+        if isinstance(request, seed.SeedRequest):
             return seed_handler.handle(request, self.config.default_stream)
-        if isinstance(request, _GOREWIND_REQUESTS):
+        if isinstance(request, gorewind.GorewindRequest):
             return gorewind_handler.handle(request)
         assert self._facts is not None
         return v2_handler.handle(request, self._facts)

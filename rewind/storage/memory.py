@@ -40,8 +40,7 @@ class MemoryStore(EventStore):
         lock = self._lock
         lock.acquire()  # not a with statement: this is the cost of every append
         try:
-            if self._closed:
-                raise StorageError("store is closed")
+            self._check_open()
             events = self._events
             now = time.time_ns() // 1000
             last_at = events[-1].recorded_at_us if events else 0
