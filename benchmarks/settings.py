@@ -17,6 +17,8 @@ class Settings:
     warmup_seconds: float
     clients: int
     concurrent_seconds: float
+    concurrent_rounds: int
+    """Row 3 alternates with its bare SQLite baseline this many times and keeps the medians."""
     bare_sqlite_seconds: float
     store_events: int
     read_events: int
@@ -49,6 +51,7 @@ FULL = Settings(
     warmup_seconds=0.3,
     clients=16,
     concurrent_seconds=5.0,
+    concurrent_rounds=3,
     bare_sqlite_seconds=3.0,
     store_events=1_000_000,
     read_events=100_000,
@@ -62,6 +65,7 @@ QUICK = Settings(
     warmup_seconds=0.1,
     clients=16,
     concurrent_seconds=1.5,
+    concurrent_rounds=1,
     bare_sqlite_seconds=0.75,
     store_events=100_000,
     read_events=10_000,

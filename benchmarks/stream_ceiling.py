@@ -67,7 +67,7 @@ def _batch(size: int) -> _Batch:
 
 def serve(socket: zmq.Socket[Any]) -> None:
     """Answer READ_ALL and CREDIT requests on ``socket`` forever (one read per peer)."""
-    batches: dict[int, list[bytes]] = {}
+    batches: dict[int, _Batch] = {}
     reads: dict[bytes, _Read] = {}
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
