@@ -49,7 +49,7 @@ class Run:
     """A temporary directory on the same disk as the cached stores."""
     notes: list[str] = field(default_factory=list)
     bare_commits: float | None = None
-    """Bare SQLite commits per second, shared by rows 2 and 3."""
+    """Bare SQLite commits per second, for row 2 (row 3 measures its own, round by round)."""
     progress: Callable[[str], None] = lambda message: None
 
 
