@@ -159,6 +159,10 @@ def churn(endpoint: str, clients: int, rounds: int) -> None:
             kind = zmq.REQ if index % 3 == 0 else zmq.DEALER
             sock = context.socket(kind)
             sock.setsockopt(zmq.LINGER, 0)
+            # Send only once connected, so every request reaches the server
+            # however slowly connections come up on a busy machine.
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.SNDTIMEO, 5000)
             sock.connect(endpoint)
             requests = _abandoning_requests(round_index * clients + index)
             if kind == zmq.REQ:
@@ -168,8 +172,9 @@ def churn(endpoint: str, clients: int, rounds: int) -> None:
             for frames in requests:
                 sock.send_multipart(frames if kind == zmq.REQ else [b"", *frames])
             sockets.append(sock)
-        # Give the requests a moment to leave, then vanish before (most) replies.
-        time.sleep(rng.uniform(0.001, 0.01))
+        # Vanish at once or after a moment: before (most) replies however
+        # quickly the server answers.
+        time.sleep(rng.uniform(0.0, 0.01))
         for sock in sockets:
             sock.close(linger=0)
     context.destroy(linger=0)
