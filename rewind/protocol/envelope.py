@@ -22,6 +22,10 @@ class Envelope(NamedTuple):
     body: tuple[bytes, ...]
 
 
+# Makes an Envelope without the NamedTuple's Python __new__ frame: one per request.
+_new_tuple = tuple.__new__
+
+
 def split_envelope(frames: Sequence[bytes], is_command: Callable[[bytes], bool]) -> Envelope:
     """Split a message received on a ROUTER socket into routing frames and body.
 
@@ -33,7 +37,7 @@ def split_envelope(frames: Sequence[bytes], is_command: Callable[[bytes], bool])
     """
     if len(frames) > 1 and frames[1] == b"":
         # The usual envelope (a REQ client's): its identity, then the delimiter.
-        return Envelope((frames[0], b""), tuple(frames[2:]))
+        return _new_tuple(Envelope, ((frames[0], b""), tuple(frames[2:])))
     for index in range(1, len(frames)):
         frame = frames[index]
         if frame == b"":

@@ -81,6 +81,8 @@ its next read within this time).
 BLOCKED_RETRY_MS = 10
 """How soon to retry a streamed read, or a reply, whose client's queue was full."""
 
+# Makes a PendingAppend without the NamedTuple's Python __new__ frame: one per append.
+_new_tuple = tuple.__new__
 _BAD_REQUESTS = (seed.BadRequest, gorewind.BadRequest, v2.BadRequest)
 
 
@@ -323,7 +325,7 @@ class Server:
         """The next request and, with CURVE on, its sender's User-Id; ``zmq.Again`` if none."""
         if self._security is not None:
             return transport.receive_with_user_id(router, flags)
-        return transport.receive(router, flags), None
+        return transport.receive_routed(router, flags), None
 
     def _serve_waiting_requests(self) -> None:
         router = self._router
@@ -404,7 +406,7 @@ class Server:
         if isinstance(action, Reply):
             slot.frames = action.frames
         elif isinstance(action, Commit):
-            appends.add(PendingAppend(action.request, routing, slot, action.encode))
+            appends.add(_new_tuple(PendingAppend, (action.request, routing, slot, action.encode)))
             # Nothing behind this slot can go before it, and whatever was ready
             # ahead of it went when it became ready.
             return None

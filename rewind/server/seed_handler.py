@@ -18,7 +18,7 @@ def handle(request: seed.SeedRequest, default_stream: str) -> Action:
         # __new__ frames (defaults spelled out): this runs for every PUBLISH.
         event = _new_tuple(NewEvent, (request.data, None, "", b""))
         append = _new_tuple(AppendRequest, (default_stream, (event,), ANY_VERSION))
-        return Commit(append, _published)
+        return _new_tuple(Commit, (append, _published))
     if isinstance(request, seed.Query):
         query = request
         return Read(lambda store: answer_query(store, query))

@@ -42,6 +42,22 @@ def receive(sock: zmq.Socket[Any], flags: int = NOBLOCK) -> list[bytes]:
     return frames
 
 
+def receive_routed(sock: zmq.Socket[Any], flags: int = NOBLOCK) -> list[bytes]:
+    """Like :func:`receive`, for a ROUTER socket: its first frame is the sender's routing id.
+
+    ZeroMQ puts that frame before every message a ROUTER receives, so more
+    always follow it: it is taken as bytes, without a frame object (which
+    costs about a sixth of a four-frame request's receive).
+    """
+    frames = [_RAW_RECEIVE(sock, flags, True)]
+    frame = _RAW_RECEIVE(sock, NOBLOCK, False)
+    frames.append(frame.bytes)
+    while frame.more:
+        frame = _RAW_RECEIVE(sock, NOBLOCK, False)
+        frames.append(frame.bytes)
+    return frames
+
+
 def receive_with_user_id(sock: zmq.Socket[Any], flags: int = NOBLOCK) -> tuple[list[bytes], str]:
     """Like :func:`receive`, with the ZAP User-Id of the peer that sent the message.
 
