@@ -257,7 +257,7 @@ def concurrent(run: Run) -> list[Row]:
             )
         )
     run.notes.append(
-        f"rows 3/3b: bare SQLite managed {statistics.median(bare_rates):,.0f} commits/s"
+        f"rows 3/3b: bare SQLite managed {bare_rate:,.0f} commits/s"
         + (f" (median of {len(bare_rates)} windows)" if len(bare_rates) > 1 else "")
     )
     return rows

@@ -25,9 +25,14 @@ def router() -> Iterator[zmq.Socket[bytes]]:
         context.destroy(linger=0)
 
 
-def _peer(router: zmq.Socket[bytes], kind: int) -> zmq.Socket[bytes]:
+def _bind(router: zmq.Socket[bytes]) -> str:
     endpoint = f"inproc://transport-{next(_endpoints)}"
     router.bind(endpoint)
+    return endpoint
+
+
+def _peer(router: zmq.Socket[bytes], kind: int) -> zmq.Socket[bytes]:
+    endpoint = _bind(router)
     peer = router.context.socket(kind)
     peer.setsockopt(zmq.LINGER, 0)
     peer.connect(endpoint)
@@ -71,6 +76,6 @@ def test_receive_routed_takes_messages_one_at_a_time(router: zmq.Socket[bytes]) 
 
 
 def test_receive_routed_without_a_message_raises_again(router: zmq.Socket[bytes]) -> None:
-    router.bind(f"inproc://transport-{next(_endpoints)}")
+    _bind(router)
     with pytest.raises(zmq.Again):
         transport.receive_routed(router)
