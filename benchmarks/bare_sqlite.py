@@ -73,11 +73,11 @@ def paged_select(path: Path, after: int, events: int, page: int) -> tuple[int, f
 def batch_commits(path: Path, payload: bytes, batch: int, events: int) -> tuple[int, float]:
     """Insert ``events`` rows, ``batch`` per transaction, durably like Rewind's store.
 
-    The table has the columns and indexes of Rewind's own events table (id,
-    stream and version, commit time, type, metadata, data) and the ids are
-    made as Rewind's clients make them, so each row costs the same index
-    maintenance. WAL with ``synchronous=FULL``, one
-    ``BEGIN IMMEDIATE`` … ``COMMIT`` per batch. Returns rows committed and seconds.
+    The table has the columns and indexes of Rewind's own events table (every
+    column; unique ids, unique stream and version) and the ids are made as
+    Rewind's clients make them, so each row costs the same index maintenance.
+    WAL with ``synchronous=FULL``, one ``BEGIN IMMEDIATE`` … ``COMMIT`` per
+    batch. Returns rows committed and seconds.
     """
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -95,7 +95,6 @@ def batch_commits(path: Path, payload: bytes, batch: int, events: int) -> tuple[
             " data BLOB NOT NULL,"
             " UNIQUE (stream, version))"
         )
-        db.execute("CREATE INDEX IF NOT EXISTS events_by_time ON events (recorded_at)")
         insert = (
             "INSERT INTO events"
             " (event_id, stream, version, recorded_at, event_type, metadata, data)"

@@ -71,14 +71,18 @@ def swap_positions(path: Path, first: int, second: int) -> None:
         db.execute("UPDATE events SET position = ? WHERE position = -1", (second,))
 
 
-def drop_unique_constraints(path: Path) -> None:
-    """Rebuild the events table without its UNIQUE constraints (SQLite cannot drop them)."""
+def drop_unique_constraints(path: Path, *, keep_unique_ids: bool = False) -> None:
+    """Rebuild the events table without its UNIQUE constraints (SQLite cannot drop them).
+
+    With ``keep_unique_ids`` only the one on (stream, version) goes.
+    """
+    unique_ids = " UNIQUE" if keep_unique_ids else ""
     with edit(path) as db:
         db.execute(
-            """
+            f"""
             CREATE TABLE loose (
                 position     INTEGER PRIMARY KEY,
-                event_id     BLOB    NOT NULL,
+                event_id     BLOB    NOT NULL{unique_ids},
                 stream       TEXT    NOT NULL,
                 version      INTEGER NOT NULL,
                 recorded_at  INTEGER NOT NULL,
@@ -91,7 +95,6 @@ def drop_unique_constraints(path: Path) -> None:
         db.execute("INSERT INTO loose SELECT * FROM events")
         db.execute("DROP TABLE events")
         db.execute("ALTER TABLE loose RENAME TO events")
-        db.execute("CREATE INDEX events_by_time ON events (recorded_at)")
 
 
 def set_pragma(path: Path, name: str, value: int) -> None:
@@ -124,24 +127,29 @@ def scribble_on_page(path: Path, page: int) -> None:
 
 
 def change_behind_index(path: Path, position: int) -> None:
-    """Change an event's commit time without updating the time index, as a torn write might.
+    """Change an event's id in its table row but not in the id index, as a torn write might.
 
-    The index is hidden from SQLite while the row changes, so only a check that
-    compares index and table (``integrity_check``) can tell.
+    The file's bytes are edited directly, so SQLite never learns of the change:
+    only a check that compares index and table (``integrity_check``) can tell.
     """
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        index = db.execute("SELECT * FROM sqlite_schema WHERE name = 'events_by_time'").fetchone()
-        db.execute("PRAGMA writable_schema = ON")
-        db.execute("DELETE FROM sqlite_schema WHERE name = 'events_by_time'")
-    finally:
-        db.close()
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute(
-            "UPDATE events SET recorded_at = recorded_at + 1 WHERE position = ?", (position,)
-        )
-        db.execute("PRAGMA writable_schema = ON")
-        db.execute("INSERT INTO sqlite_schema VALUES (?, ?, ?, ?, ?)", index)
-    finally:
-        db.close()
+    with edit(path) as db:
+        page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        event_id = db.execute(
+            "SELECT event_id FROM events WHERE position = ?", (position,)
+        ).fetchone()[0]
+    # Closing the last connection moved everything from the WAL into the file.
+    content = bytearray(path.read_bytes())
+    in_table = []
+    offset = content.find(event_id)
+    while offset >= 0:
+        page_start = offset - offset % page_size
+        header = page_start + (100 if page_start == 0 else 0)  # page 1 starts with the file header
+        if content[header] == _TABLE_LEAF_PAGE:
+            in_table.append(offset)
+        offset = content.find(event_id, offset + 1)
+    assert len(in_table) == 1, (position, in_table)
+    content[in_table[0] + len(event_id) - 1] ^= 0xFF
+    path.write_bytes(content)
+
+
+_TABLE_LEAF_PAGE = 0x0D  # the first byte of a table B-tree leaf page's header

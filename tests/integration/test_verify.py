@@ -184,7 +184,9 @@ def test_damage_only_the_full_check_sees(store: Path) -> None:
     assert _verify(str(store))[0] == 0
     code, lines, _ = _verify(str(store), "--full")
     assert code == 1
-    assert lines[0] == "problem: sqlite: integrity_check: row 24 missing from index events_by_time"
+    assert lines[0] == (
+        "problem: sqlite: integrity_check: row 24 missing from index sqlite_autoindex_events_1"
+    )
 
 
 def test_json_output_of_problems(store: Path) -> None:

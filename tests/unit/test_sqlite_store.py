@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import uuid
 from pathlib import Path
@@ -32,7 +33,10 @@ def test_commits_are_synchronous_full(tmp_path: Path) -> None:
 
 
 def _query_plan(db: sqlite3.Connection, sql: str) -> list[str]:
-    return [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?"))]
+    # Plain ``?`` each take a parameter; every ``?N`` names one of the first N.
+    numbered = [int(n) for n in re.findall(r"\?(\d+)", sql)]
+    count = max(numbered, default=0) + len(re.findall(r"\?(?!\d)", sql))
+    return [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * count)]
 
 
 def _statements() -> dict[str, str]:
@@ -58,8 +62,10 @@ def test_every_statement_is_answered_from_an_index(tmp_path: Path) -> None:
         assert len(statements) > 20
         for name, sql in statements.items():
             plan = _query_plan(store._write_db, sql)
-            # Only the recursive list of stream names and its constant seed are scanned.
-            scans = [step for step in plan if step.startswith("SCAN") and "names" not in step]
+            # Only the recursive tables (the list of stream names, the binary
+            # search for a time) and their constant seeds are scanned.
+            recursive = ("SCAN names", "SCAN search")
+            scans = [step for step in plan if step.startswith("SCAN") and step not in recursive]
             assert scans in ([], ["SCAN CONSTANT ROW"]), f"{name} scans: {plan}"
     finally:
         store.close()
@@ -222,7 +228,31 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     SQLiteStore(fresh).close()
     assert _schema(path) == _schema(fresh)
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_a_version_2_store_loses_its_time_index_and_still_finds_times(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _write_version_1_store(path, [1_000, 2_000, 2_000, 3_000])
+    with sqlite3.connect(path) as db:  # what version 2 added: times in order, and their index
+        db.execute("CREATE INDEX events_by_time ON events (recorded_at)")
+        db.execute("PRAGMA user_version=2")
+    store = SQLiteStore(path)
+    try:
+        assert [store.position_at(at) for at in (0, 1_000, 1_001, 2_000, 3_000, 3_001)] == [
+            1,
+            1,
+            2,
+            2,
+            4,
+            None,
+        ]
+    finally:
+        store.close()
+    fresh = tmp_path / "fresh.db"
+    SQLiteStore(fresh).close()
+    assert "events_by_time" not in [name for _, name, _ in _schema(path)]
+    assert _schema(path) == _schema(fresh)
 
 
 def test_a_failed_migration_leaves_the_file_at_its_old_version(
@@ -232,7 +262,7 @@ def test_a_failed_migration_leaves_the_file_at_its_old_version(
     _write_version_1_store(path, [1_000])
 
     def broken(db: sqlite3.Connection) -> None:
-        db.execute("CREATE INDEX events_by_time ON events (recorded_at)")
+        db.execute("CREATE INDEX half_built ON events (recorded_at)")
         raise sqlite3.OperationalError("interrupted")
 
     monkeypatch.setitem(sqlite_schema.MIGRATIONS, 2, broken)

@@ -100,9 +100,8 @@ def _swap_two_versions(path: Path) -> None:
     )
 
 
-def _drop_time_index(path: Path) -> None:
-    with damage.edit(path) as db:
-        db.execute("DROP INDEX events_by_time")
+def _drop_version_index(path: Path) -> None:
+    damage.drop_unique_constraints(path, keep_unique_ids=True)
 
 
 def _replace_with(write: Callable[[Path], None]) -> Callable[[Path], None]:
@@ -166,7 +165,11 @@ DAMAGES: dict[str, tuple[Callable[[Path], object], set[str], str]] = {
         {"columns", "times"},
         "event at position 10: recorded_at is text",
     ),
-    "missing index": (_drop_time_index, {"schema"}, "index on events(recorded_at) is missing"),
+    "missing index": (
+        _drop_version_index,
+        {"schema"},
+        "unique index on events(stream, version) is missing",
+    ),
     "foreign application id": (
         lambda path: damage.set_pragma(path, "application_id", 7),
         {"header"},
@@ -219,7 +222,8 @@ def test_only_the_full_check_compares_indexes_with_their_table(store: Path) -> N
     assert verify_sqlite(store).ok
     report = verify_sqlite(store, full=True)
     assert _checks(report) == {"sqlite"}
-    assert "integrity_check: row 30 missing from index events_by_time" in _messages(report)
+    expected = "integrity_check: row 30 missing from index sqlite_autoindex_events_1"
+    assert expected in _messages(report)
 
 
 def test_long_lists_of_problems_are_cut_short_and_counted(tmp_path: Path) -> None:
@@ -311,7 +315,7 @@ def test_the_startup_check_passes_a_sound_store(store: Path) -> None:
         ("time going backwards", "times: position 10 was recorded earlier than position 9"),
         ("short event id", "columns: event at position 10"),
         ("text in a number column", "columns: event at position 10: recorded_at is text"),
-        ("missing index", "index on events(recorded_at) is missing"),
+        ("missing index", "unique index on events(stream, version) is missing"),
     ],
 )
 def test_the_startup_check_finds_damage_among_recent_events(
