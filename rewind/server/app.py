@@ -12,7 +12,8 @@ Replies on one connection leave in the order its requests arrived; a read
 runs only once every append that arrived before it on that connection is
 committed, so a client never reads less than it has been told is stored.
 Streamed reads (v2 reads, Gorewind QUERY) then send their messages a few at
-a time per turn, so no client can monopolise the loop.
+a time per turn (see :mod:`rewind.server.streamed_reads`), so no client can
+monopolise the loop.
 
 Between turns the loop polls every socket that may need it (the writer's
 wake-up, the feeds' subscriptions, the store's commit announcements, the
@@ -38,25 +39,17 @@ from rewind.errors import RewindError, StorageError
 from rewind.protocol import dispatch, gorewind, seed, v2
 from rewind.protocol.envelope import split_envelope
 from rewind.server import gorewind_handler, seed_handler, transport, v2_handler
-from rewind.server.actions import (
-    Action,
-    CancelRead,
-    Commit,
-    GrantCredit,
-    Read,
-    Reply,
-    StartRead,
-)
+from rewind.server.actions import Action, CancelRead, Commit, GrantCredit, Read, Reply
 from rewind.server.appends import Appends
 from rewind.server.config import ServerConfig
 from rewind.server.feeds import Feeds, SeedFeed, V2Feed
 from rewind.server.limits import Limits
 from rewind.server.open_reads import OpenReads
 from rewind.server.other_writers import OtherWriters
-from rewind.server.reads import ReadSession, V2Read
 from rewind.server.reply_queue import MAX_QUEUED_REPLIES, PendingAppend, Routing, Slot
 from rewind.server.security import CurveSecurity
 from rewind.server.sockets import ServerSockets, StartupError
+from rewind.server.streamed_reads import StreamedReads
 from rewind.server.writer import Committer, committer_for
 from rewind.storage import open_store
 from rewind.storage.base import EventStore
@@ -65,9 +58,6 @@ log = logging.getLogger("rewind.server")
 
 MAX_REQUESTS_PER_TURN = 1024
 """Bound on requests drained per loop turn, so one flood cannot starve replies."""
-
-MESSAGES_PER_READ_PER_TURN = 32
-"""Messages one streamed read may send per loop turn before others get a go."""
 
 POLL_INTERVAL_MS = 100
 """Longest the loop sleeps (closing idle reads, reopening the store's listening connection)."""
@@ -107,12 +97,11 @@ class Server:
         self._wakeup_writer: socket.socket | None = None
         self._queues: dict[Routing, deque[Slot]] = {}
         self._reads = OpenReads(config.read_idle_timeout)
+        self._streamed: StreamedReads | None = None
         self._other_writers: OtherWriters | None = None
         self._reading_until = 0.0
         self._stalled: set[Routing] = set()
         """Connections whose next reply found the peer's queue full."""
-        self._sessions_blocked = False
-        self._sessions_busy = False
         self.query_endpoints: list[str] = []
         self.streaming_endpoints: list[str] = []
         self.v2_streaming_endpoints: list[str] = []
@@ -161,6 +150,14 @@ class Server:
         self._other_writers = OtherWriters(
             self._store, self._feeds, self.config.feed_poll_interval_ms
         )
+        self._streamed = StreamedReads(
+            self._reads,
+            self._store,
+            self._sockets.router,
+            send=self._send,
+            release=self._flush,
+            forget=self._forget_queue,
+        )
         if not self._store.durable:
             log.warning("storage is memory: — events are NOT kept; they vanish when Rewind stops")
         durability = "durable" if self._store.durable else "NOT durable"
@@ -195,8 +192,8 @@ class Server:
     def serve_forever(self) -> None:
         """Serve until a stop is requested, then finish and answer every accepted append."""
         assert self._router is not None and self._committer is not None
-        assert self._appends is not None
-        appends = self._appends
+        assert self._appends is not None and self._streamed is not None
+        appends, streamed = self._appends, self._streamed
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         if self._wakeup_reader is not None:
@@ -215,9 +212,9 @@ class Server:
             if self._only_a_request_can_need_the_loop():
                 self._wait_for_requests()
                 continue
-            if self._sessions_busy:
+            if streamed.busy:
                 timeout = 0
-            elif self._sessions_blocked or self._stalled:
+            elif streamed.blocked or self._stalled:
                 timeout = BLOCKED_RETRY_MS
             else:
                 timeout = POLL_INTERVAL_MS
@@ -233,8 +230,8 @@ class Server:
             if self._stalled:
                 self._retry_stalled()
             if self._reads:
-                self._pump_sessions()
-                self._close_idle_reads()
+                streamed.pump()
+                streamed.close_idle()
             other_writers.after_poll(ready)
             other_writers.watch(poller)
         self._finish_in_flight()
@@ -386,7 +383,8 @@ class Server:
                 appends.commit_at_once(routing, action)
                 return None
         elif isinstance(action, GrantCredit):
-            self._grant(routing, action)
+            assert self._streamed is not None
+            self._streamed.grant(routing, action)
             return routing
         elif isinstance(action, CancelRead):
             self._cancel(routing, action)
@@ -420,29 +418,9 @@ class Server:
             self._submit_pending()
         return routing
 
-    def _grant(self, routing: Routing, credit: GrantCredit) -> None:
-        read = self._reads.v2_read(routing, credit.request_id)
-        if read is None:
-            return  # the read has ended already: nothing to grant
-        if not read.grant(credit.grant):
-            self._end_read(read)
-            self._send(
-                routing,
-                v2.encode_error(
-                    read.request_id,
-                    v2.ErrorCode.LIMIT_EXCEEDED,
-                    f"at most {v2_handler.MAX_CREDIT} batches of credit",
-                    v2_handler.MAX_CREDIT,
-                ),
-            )
-        else:
-            self._sessions_busy = True
-
     def _cancel(self, routing: Routing, cancel: CancelRead) -> None:
-        read = self._reads.v2_read(routing, cancel.request_id)
-        if read is not None:
-            read.cancel()
-            self._sessions_busy = True
+        assert self._streamed is not None
+        if self._streamed.cancel(routing, cancel.request_id):
             return
         ended = v2.encode_end(cancel.request_id, v2.EndReason.CANCELLED, 0, 0)
         for slot in self._queues.get(routing, ()):
@@ -471,7 +449,8 @@ class Server:
                     return
             elif slot.start is not None:
                 start, slot.start = slot.start, None
-                opened = self._open_read(routing, start)
+                assert self._streamed is not None
+                opened = self._streamed.open(routing, start)
                 if isinstance(opened, list):
                     slot.frames = opened
                 elif opened.blocks_connection:
@@ -516,78 +495,8 @@ class Server:
             log.error("read failed: %s", exc)
             return seed.encode_error(f"storage failure: {exc}")
 
-    def _open_read(self, routing: Routing, start: StartRead) -> ReadSession | list[bytes]:
-        assert self._store is not None
-        refused = self._reads.refusal(routing, start.request_id)
-        if refused is not None:
-            return refused
-        try:
-            opened = start.open(self._store)
-        except StorageError as exc:
-            log.error("read failed: %s", exc)
-            if start.request_id is not None:
-                return v2_handler.encode_storage_failure(start.request_id, exc)
-            return gorewind.encode_error(f"storage failure: {exc}")
-        if isinstance(opened, list):
-            return opened
-        opened.routing = routing
-        self._reads.add(opened)
-        self._sessions_busy = True
-        return opened
-
-    # Streamed reads ------------------------------------------------------------------
-
-    def _pump_sessions(self) -> None:
-        """Let every open read send a few messages; note whether more work is waiting."""
-        assert self._store is not None and self._router is not None
-        busy = blocked = False
-        for session in self._reads:
-            for _ in range(MESSAGES_PER_READ_PER_TURN):
-                try:
-                    message = session.next_message(self._store)
-                except StorageError as exc:
-                    log.error("read failed: %s", exc)
-                    self._end_read(session)
-                    self._send(session.routing, _read_failure(session, exc))
-                    break
-                if message is None:
-                    break
-                try:
-                    transport.send_routed(self._router, session.routing, message)
-                except zmq.Again:
-                    blocked = True
-                    break
-                except zmq.ZMQError as exc:
-                    if exc.errno != errno.EHOSTUNREACH:
-                        raise
-                    self._forget_connection(session.routing)
-                    break
-                session.sent()
-                if session.finished:
-                    self._end_read(session)
-                    break
-            else:
-                busy = True
-        self._sessions_busy = busy
-        self._sessions_blocked = blocked
-
-    def _close_idle_reads(self) -> None:
-        for session, error in self._reads.idle():
-            log.info("closed a streamed read idle for over %d s", self._reads.idle_timeout_s)
-            self._end_read(session)
-            self._send(session.routing, error)
-
-    def _end_read(self, session: ReadSession) -> None:
-        self._reads.remove(session)
-        session.finished = True
-        if session.blocks_connection:
-            self._flush(session.routing)
-
-    def _forget_connection(self, routing: Routing) -> None:
-        log.info("dropped a streamed read: the peer has gone")
-        for session in self._reads.on_connection(routing):
-            session.blocks_connection = False
-            self._end_read(session)
+    def _forget_queue(self, routing: Routing) -> None:
+        """Drop a connection's queued replies: its peer has gone."""
         self._queues.pop(routing, None)
 
     def _submit_pending(self) -> None:
@@ -627,12 +536,6 @@ class Server:
                 raise
             log.info("dropped a reply: the peer has gone")
         return True
-
-
-def _read_failure(session: ReadSession, error: StorageError) -> list[bytes]:
-    if isinstance(session, V2Read):
-        return v2_handler.encode_storage_failure(session.request_id, error)
-    return gorewind.encode_error(f"storage failure: {error}")
 
 
 def run(config: ServerConfig) -> None:
