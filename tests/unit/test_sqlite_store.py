@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 import sqlite3
 import uuid
@@ -253,6 +254,22 @@ def test_a_version_2_store_loses_its_time_index_and_still_finds_times(tmp_path: 
     SQLiteStore(fresh).close()
     assert "events_by_time" not in [name for _, name, _ in _schema(path)]
     assert _schema(path) == _schema(fresh)
+
+
+def test_position_at_finds_the_first_event_at_or_after_a_time_among_many(
+    tmp_path: Path,
+) -> None:
+    """The binary search over positions, where many events share each time."""
+    path = tmp_path / "many.db"
+    times = [1_000 + 10 * (number // 3) for number in range(1_001)]
+    _write_version_1_store(path, times)
+    store = SQLiteStore(path)
+    try:
+        for at in range(990, times[-1] + 12, 3):
+            first = bisect.bisect_left(times, at)
+            assert store.position_at(at) == (first + 1 if first < len(times) else None), at
+    finally:
+        store.close()
 
 
 def test_a_failed_migration_leaves_the_file_at_its_old_version(
