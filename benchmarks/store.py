@@ -77,11 +77,16 @@ def cached_store(events: int) -> tuple[Path, float]:
     Returns its path and the seconds spent building (0 when it was cached).
     Building goes to a scratch name that is renamed into place only when
     complete, so an interrupted build never leaves a short store behind.
+    Stores of the same size cached for another schema are removed first:
+    each takes hundreds of megabytes, and this code cannot use them.
     """
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     path = DATA_DIR / f"seed-{events}-events-schema-{schema_fingerprint()}.db"
     if path.exists() and _is_complete(path, events):
         return path, 0.0
+    for stale in DATA_DIR.glob(f"seed-{events}-events-schema-*"):
+        if not stale.name.startswith(path.name):
+            stale.unlink()
     scratch = path.with_name(path.name + ".building")
     for leftover in (path, scratch):
         for suffix in ("", "-wal", "-shm"):
