@@ -8,6 +8,7 @@ trips; memory is the server process's resident set (psutil).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import random
 import statistics
@@ -132,29 +133,34 @@ def summary(samples: list[float]) -> str:
 # (a) Clients that vanish before their replies ----------------------------------------
 
 
-def _abandoning_requests(index: int) -> list[list[bytes]]:
-    """A request of every kind that gets a reply: appends, reads, streamed reads."""
+def _abandoning_requests(index: int, query_to: bytes) -> list[list[bytes]]:
+    """A request of every kind that gets a reply: appends, reads, streamed reads.
+
+    Reads stay small however much the churn appends: seed QUERYs stop at
+    ``query_to``, and the appends go to a stream nobody reads.
+    """
     kind = index % 6
     if kind == 0:
         return [seed.encode_publish(b"churn-%d" % index)]
     if kind == 1:
-        return [seed.encode_query(None, None)]
+        return [seed.encode_query(None, query_to)]
     if kind == 2:
         return [gorewind.encode_query_request("churn")]
     if kind == 3:
-        return [v2.encode_append_request(index + 1, "churn", [NewEvent(b"v2-churn-%d" % index)])]
+        appended = [NewEvent(b"v2-churn-%d" % index)]
+        return [v2.encode_append_request(index + 1, "churn-appends", appended)]
     if kind == 4:
         return [v2.encode_read_all_request(index + 1, max_count=40, batch_size=10, credit=8)]
     # Several pipelined requests, so replies are in flight when the peer goes.
-    return [seed.encode_query(None, None) for _ in range(5)]
+    return [seed.encode_query(None, query_to) for _ in range(5)]
 
 
-def churn(endpoint: str, clients: int, rounds: int) -> None:
+def churn(endpoint: str, clients: int, rounds: int, query_to: bytes) -> None:
     """Run in another process: ``clients`` sockets per round send and close at once."""
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     rng = random.Random(7)
     for round_index in range(rounds):
-        sockets = []
+        sockets: list[tuple[zmq.Socket[bytes], list[list[bytes]]]] = []
         for index in range(clients):
             kind = zmq.REQ if index % 3 == 0 else zmq.DEALER
             sock = context.socket(kind)
@@ -164,18 +170,22 @@ def churn(endpoint: str, clients: int, rounds: int) -> None:
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDTIMEO, 5000)
             sock.connect(endpoint)
-            requests = _abandoning_requests(round_index * clients + index)
+            requests = _abandoning_requests(round_index * clients + index, query_to)
             if kind == zmq.REQ:
                 requests = requests[:1] if requests[0][0] in (b"PUBLISH", b"QUERY") else []
                 if not requests:
-                    requests = [seed.encode_query(None, None)]
+                    requests = [seed.encode_query(None, query_to)]
+            else:
+                requests = [[b"", *frames] for frames in requests]
+            sockets.append((sock, requests))
+        # The sockets connect together, then every request goes out in one
+        # burst: the server is still working through them when the peers
+        # vanish, at once or after a moment, however quickly it answers each.
+        for sock, requests in sockets:
             for frames in requests:
-                sock.send_multipart(frames if kind == zmq.REQ else [b"", *frames])
-            sockets.append(sock)
-        # Vanish at once or after a moment: before (most) replies however
-        # quickly the server answers.
+                sock.send_multipart(frames)
         time.sleep(rng.uniform(0.0, 0.01))
-        for sock in sockets:
+        for sock, _ in sockets:
             sock.close(linger=0)
     context.destroy(linger=0)
 
@@ -190,6 +200,7 @@ def test_clients_vanishing_before_their_replies_do_not_slow_others(
             client.append("churn", [b"seed-%d" % i for i in range(20)])
             for index in range(30):
                 client.publish(b"default-%d" % index)
+            tenth = list(itertools.islice(client.read_all(), 10))[-1]
         baseline = PingMeter(server.query_endpoint, count=400)
         baseline.start()
         quiet = baseline.result()
@@ -198,7 +209,8 @@ def test_clients_vanishing_before_their_replies_do_not_slow_others(
         meter = PingMeter(server.query_endpoint)
         meter.start()
         spawn = multiprocessing.get_context("spawn")
-        churner = spawn.Process(target=churn, args=(server.query_endpoint, 100, 10))
+        query_to = str(tenth.event_id).encode()
+        churner = spawn.Process(target=churn, args=(server.query_endpoint, 100, 10, query_to))
         churner.start()
         churner.join(120)
         assert churner.exitcode == 0
