@@ -71,9 +71,7 @@ class StreamedReads:
             opened = start.open(self._store)
         except StorageError as exc:
             log.error("read failed: %s", exc)
-            if start.request_id is not None:
-                return v2_handler.encode_storage_failure(start.request_id, exc)
-            return gorewind.encode_error(f"storage failure: {exc}")
+            return _storage_failure(start.request_id, exc)
         if isinstance(opened, list):
             return opened
         opened.routing = routing
@@ -119,7 +117,8 @@ class StreamedReads:
                 except StorageError as exc:
                     log.error("read failed: %s", exc)
                     self.end(session)
-                    self._send(session.routing, _read_failure(session, exc))
+                    request_id = session.request_id if isinstance(session, V2Read) else None
+                    self._send(session.routing, _storage_failure(request_id, exc))
                     break
                 if message is None:
                     break
@@ -164,7 +163,8 @@ class StreamedReads:
         self._forget(routing)
 
 
-def _read_failure(session: ReadSession, error: StorageError) -> list[bytes]:
-    if isinstance(session, V2Read):
-        return v2_handler.encode_storage_failure(session.request_id, error)
+def _storage_failure(request_id: int | None, error: StorageError) -> list[bytes]:
+    """The error that ends a read the store failed: v2 if it has a request id, else Gorewind."""
+    if request_id is not None:
+        return v2_handler.encode_storage_failure(request_id, error)
     return gorewind.encode_error(f"storage failure: {error}")
