@@ -132,9 +132,9 @@ class Server:
             self.shutdown()
             raise
         self._feeds = Feeds(
-            SeedFeed(self._sockets.seed_publisher, None if last is None else last.event_id),
+            SeedFeed(self._sockets.seed_publisher),
             V2Feed(self._sockets.v2_publisher),
-            head_position=0 if last is None else last.position,
+            head=last,
         )
         self._facts = v2_handler.ServerFacts(
             storage_kind=self._store.kind, durable=self._store.durable, limits=self._limits
@@ -371,9 +371,27 @@ class Server:
         """
         appends = self._appends
         assert appends is not None
-        envelope = split_envelope(frames, dispatch.is_command)
-        routing = envelope.routing
-        action = self._action_for(envelope.body, user_id)
+        if len(frames) == 4 and frames[2] == b"PUBLISH" and not frames[1] and user_id is None:
+            # The commonest request: a REQ client's seed PUBLISH (its identity,
+            # the delimiter, then a two-frame body), which is all that
+            # split_envelope and the dispatcher would find.
+            routing: Routing = (frames[0], b"")
+            data = frames[3]
+            publish = seed_handler.publish(data, self.config.default_stream)
+            # One event, on the default stream, whose name the configuration
+            # keeps within its limit: only the event's size can break a limit.
+            if (
+                len(data) <= self._limits.max_event_bytes
+                and routing not in self._queues
+                and appends.may_commit_at_once()
+            ):
+                appends.commit_at_once(routing, publish)
+                return None
+            action: Action = publish
+        else:
+            envelope = split_envelope(frames, dispatch.is_command)
+            routing = envelope.routing
+            action = self._action_for(envelope.body, user_id)
         if isinstance(action, Commit):  # the most common action first
             refused = self._limits.check_append(action.request)
             if refused is not None:
@@ -471,13 +489,17 @@ class Server:
     def _deliver(self, routing: Routing, frames: list[bytes]) -> bool:
         """Send a queued reply; ``False`` if the peer's queue is full (it stays queued)."""
         if not self._try_send(routing, frames):
-            if routing not in self._stalled:
-                self._stalled.add(routing)
-                log.warning("replies wait: the peer's queue is full (a client reads slowly)")
+            self._stall(routing)
             return False
         if self._stalled:
             self._stalled.discard(routing)
         return True
+
+    def _stall(self, routing: Routing) -> None:
+        """Hold a connection's replies: the peer's queue has no room for the next one."""
+        if routing not in self._stalled:
+            self._stalled.add(routing)
+            log.warning("replies wait: the peer's queue is full (a client reads slowly)")
 
     def _retry_stalled(self) -> None:
         """Try again to send the replies that found their peer's queue full."""
@@ -508,8 +530,14 @@ class Server:
             appends.submit(inline=not reading)
 
     def _answer_now(self, routing: Routing, frames: list[bytes]) -> None:
-        """Send a reply that has no place in the reply queue, or queue it if it must wait."""
-        if not self._deliver(routing, frames):
+        """Send a reply that has no place in the reply queue, or queue it if it must wait.
+
+        Only a connection with no reply queued is answered at once, so it
+        cannot be one whose replies stalled: a sent reply leaves nothing to
+        clear.
+        """
+        if not self._try_send(routing, frames):
+            self._stall(routing)
             self._queues.setdefault(routing, deque()).append(Slot(frames))
 
     def _send(self, routing: Routing, frames: list[bytes]) -> None:

@@ -41,6 +41,7 @@ polls the sockets too; one that waiting on requests alone kept it from
 seeing is taken at the next broadcast this long after the last look.
 """
 
+_monotonic = time.monotonic
 _SUBSCRIBE = 1
 _UNSUBSCRIBE = 0
 
@@ -80,24 +81,25 @@ class SeedFeed:
 
     The previous id chains every message to the one before it in the global
     log, including across restarts and while nobody listens, so a subscriber
-    can detect dropped messages.
+    can detect dropped messages; :class:`Feeds` keeps that chain.
     """
 
-    def __init__(self, socket: zmq.Socket[Any], last_event_id: uuid.UUID | None) -> None:
+    def __init__(self, socket: zmq.Socket[Any]) -> None:
         self.subscriptions = Subscriptions(socket)
-        # Kept as a UUID and formatted only when sent: nobody may be listening.
-        self._previous: uuid.UUID | None = last_event_id
 
-    def broadcast(self, events: Sequence[RecordedEvent]) -> None:
-        """Send committed events, in commit order. Never blocks: XPUB drops at its HWM."""
-        if self.subscriptions.any:
-            sock = self.subscriptions.socket
-            previous_id = b"" if self._previous is None else format_event_id(self._previous)
-            for event in events:
-                event_id = format_event_id(event.event_id)
-                send(sock, (event_id, previous_id, event.data))
-                previous_id = event_id
-        self._previous = events[-1].event_id
+    def broadcast(self, events: Sequence[RecordedEvent], previous: uuid.UUID | None) -> None:
+        """Send committed events, in commit order, the first chained to ``previous``.
+
+        Never blocks: XPUB drops at its HWM.
+        """
+        if not self.subscriptions.any:
+            return
+        sock = self.subscriptions.socket
+        previous_id = b"" if previous is None else format_event_id(previous)
+        for event in events:
+            event_id = format_event_id(event.event_id)
+            send(sock, (event_id, previous_id, event.data))
+            previous_id = event_id
 
 
 class V2Feed:
@@ -106,7 +108,7 @@ class V2Feed:
     def __init__(self, socket: zmq.Socket[Any]) -> None:
         self.subscriptions = Subscriptions(socket)
 
-    def broadcast(self, events: Sequence[RecordedEvent]) -> None:
+    def broadcast(self, events: Sequence[RecordedEvent], previous: uuid.UUID | None) -> None:
         """Send committed events, in commit order. Never blocks: XPUB drops at its HWM."""
         if not self.subscriptions.any:
             return
@@ -131,9 +133,16 @@ class Feeds:
     broadcast one go out.
     """
 
-    def __init__(self, seed_feed: SeedFeed, v2_feed: V2Feed, head_position: int) -> None:
+    __slots__ = ("_feeds", "_head", "_head_id", "_listened", "_next_subscription_check")
+
+    def __init__(self, seed_feed: SeedFeed, v2_feed: V2Feed, *, head: RecordedEvent | None) -> None:
+        """``head`` is the last event stored before the server started (``None`` if none)."""
         self._feeds = (seed_feed, v2_feed)
-        self._head = head_position
+        self._head = 0 if head is None else head.position
+        # The seed feed chains each message to the event before it.
+        self._head_id = None if head is None else head.event_id
+        self._listened = False
+        """Whether any feed has a subscriber: if not, a broadcast only moves the head."""
         self._next_subscription_check = 0.0
 
     @property
@@ -186,18 +195,26 @@ class Feeds:
 
     def update_subscriptions(self) -> None:
         """Take the subscription messages waiting on every feed socket."""
-        self._next_subscription_check = time.monotonic() + SUBSCRIPTION_CHECK_S
+        self._next_subscription_check = _monotonic() + SUBSCRIPTION_CHECK_S
         for feed in self._feeds:
             feed.subscriptions.update()
+        self._listened = any(feed.subscriptions.any for feed in self._feeds)
 
     def _send(self, events: Sequence[RecordedEvent]) -> None:
-        self._head = events[-1].position
-        now = time.monotonic()
+        previous = self._head_id
+        last = events[-1]
+        self._head = last.position
+        self._head_id = last.event_id
+        now = _monotonic()
         if now >= self._next_subscription_check:
             # The loop may not have polled the sockets since a subscriber came.
             self._next_subscription_check = now + SUBSCRIPTION_CHECK_S
             for feed in self._feeds:
                 if has_message(feed.subscriptions.socket):
                     feed.subscriptions.update()
-        for feed in self._feeds:
-            feed.broadcast(events)
+            self._listened = any(feed.subscriptions.any for feed in self._feeds)
+        # Nobody listening is the common case of a bare server, and the
+        # cheapest: no feed is looked at.
+        if self._listened:
+            for feed in self._feeds:
+                feed.broadcast(events, previous)

@@ -14,18 +14,25 @@ _new_tuple = tuple.__new__
 def handle(request: seed.SeedRequest, default_stream: str) -> Action:
     """The action a seed request stands for."""
     if isinstance(request, seed.Publish):
-        # NewEvent(data) and AppendRequest(stream, events) without their Python
-        # __new__ frames (defaults spelled out): this runs for every PUBLISH.
-        event = _new_tuple(NewEvent, (request.data, None, "", b""))
-        append = _new_tuple(AppendRequest, (default_stream, (event,), ANY_VERSION))
-        return _new_tuple(Commit, (append, _published))
+        return publish(request.data, default_stream)
     if isinstance(request, seed.Query):
         query = request
         return Read(lambda store: answer_query(store, query))
     return Reply(seed.encode_error(request.reason))
 
 
+def publish(data: bytes, default_stream: str) -> Commit:
+    """The action of ``PUBLISH <data>``: append the event to the default stream."""
+    # NewEvent(data) and AppendRequest(stream, events) without their Python
+    # __new__ frames (defaults spelled out): this runs for every PUBLISH.
+    event = _new_tuple(NewEvent, (data, None, "", b""))
+    append = _new_tuple(AppendRequest, (default_stream, (event,), ANY_VERSION))
+    return _new_tuple(Commit, (append, _published))
+
+
 def _published(outcome: AppendResult | StorageError) -> list[bytes]:
+    if isinstance(outcome, tuple):  # stored: the common case, and the cheapest check
+        return seed.encode_published()
     if isinstance(outcome, StorageError):
         return seed.encode_error(f"not stored: {outcome}")
     if isinstance(outcome, AppendRejectedError):

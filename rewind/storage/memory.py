@@ -14,9 +14,12 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 
 from rewind.errors import StorageError
-from rewind.model import AppendRequest, RecordedEvent, StreamInfo
+from rewind.model import ANY_VERSION, AppendRequest, RecordedEvent, StreamInfo, new_event_id
 from rewind.storage.base import AppendResult, EventStore
 from rewind.storage.group import GroupCommit
+
+# Makes a RecordedEvent without the NamedTuple's Python __new__ frame: one per event.
+_new_tuple = tuple.__new__
 
 
 class MemoryStore(EventStore):
@@ -44,17 +47,48 @@ class MemoryStore(EventStore):
             events = self._events
             now = time.time_ns() // 1000
             last_at = events[-1].recorded_at_us if events else 0
-            group = GroupCommit(
-                last_position=len(events),
-                # Never earlier than the last commit, so time order is position order.
-                recorded_at_us=max(now, last_at),
-                stream_head=self._stream_head,
-                stored_events=self._by_id,
-            )
-            results = [group.add(request) for request in requests]
+            # Never earlier than the last commit, so time order is position order.
+            recorded_at_us = now if now > last_at else last_at
             by_id, streams = self._by_id, self._streams
+            new_events: Sequence[RecordedEvent]
+            lone = requests[0] if len(requests) == 1 else None
+            if (
+                lone is not None
+                and lone.expected_version == ANY_VERSION
+                and len(lone.events) == 1
+                and lone.events[0].event_id is None
+            ):
+                # One event, whose id is assigned here, under no condition: it
+                # cannot be refused, so GroupCommit has nothing to decide.
+                new = lone.events[0]
+                stream = streams.get(lone.stream)
+                new_events = (
+                    _new_tuple(
+                        RecordedEvent,
+                        (
+                            len(events) + 1,
+                            new_event_id(),
+                            lone.stream,
+                            0 if stream is None else len(stream),
+                            recorded_at_us,
+                            new.event_type,
+                            new.metadata,
+                            new.data,
+                        ),
+                    ),
+                )
+                results: list[AppendResult] = [new_events]
+            else:
+                group = GroupCommit(
+                    last_position=len(events),
+                    recorded_at_us=recorded_at_us,
+                    stream_head=self._stream_head,
+                    stored_events=by_id,
+                )
+                results = [group.add(request) for request in requests]
+                new_events = group.new_events
             # Inline rather than a call per event: this is most of an append's work.
-            for event in group.new_events:
+            for event in new_events:
                 events.append(event)
                 by_id[event.event_id.int] = event
                 stream = streams.get(event.stream)

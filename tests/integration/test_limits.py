@@ -82,6 +82,23 @@ def test_seed_and_gorewind_publishes_over_a_limit_get_error(
     assert client.server_info().head_position == head + 1
 
 
+def test_a_memory_store_refuses_a_seed_publish_over_the_size_limit_too(
+    zmq_context: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    # A store that commits at once answers a lone PUBLISH by a shorter path
+    # than a durable one; the limit holds on it all the same.
+    with ServerProcess("memory:", extra_args=["--max-event-bytes", "1000"]) as process:
+        sock = open_req(zmq_context, process.query_endpoint)
+        sock.send_multipart(seed.encode_publish(b"x" * 1001))
+        [reply] = receive(sock)
+        assert reply == b"ERROR event 0 is 1001 bytes (data, metadata and type); at most 1000"
+        sock.send_multipart(seed.encode_publish(b"x" * 1000))
+        assert receive(sock) == [b"PUBLISHED"]
+        sock.send_multipart(seed.encode_query(None, None))
+        frames = receive(sock)
+        assert frames[1::2] == [b"x" * 1000] and frames[-1] == b"END"
+
+
 def test_a_frame_over_the_message_limit_disconnects_its_sender_only(
     limited_server: ServerProcess, zmq_context: zmq.Context[zmq.Socket[bytes]], client: Client
 ) -> None:

@@ -23,7 +23,7 @@ class Wired:
         self.store = MemoryStore()
         self.sockets: list[zmq.Socket[Any]] = []
         seed_socket, v2_socket = (self._bound(context, f"inproc://{name}-{kind}") for kind in "sv")
-        self.feeds = Feeds(SeedFeed(seed_socket, None), V2Feed(v2_socket), head_position=0)
+        self.feeds = Feeds(SeedFeed(seed_socket), V2Feed(v2_socket), head=None)
         self.subscriber = context.socket(zmq.SUB)
         self.sockets.append(self.subscriber)
         self.subscriber.setsockopt(zmq.RCVTIMEO, 2000)
