@@ -371,6 +371,7 @@ class Server:
         """
         appends = self._appends
         assert appends is not None
+        within_limits = False
         if len(frames) == 4 and frames[2] == b"PUBLISH" and not frames[1] and user_id is None:
             # The commonest request: a REQ client's seed PUBLISH (its identity,
             # the delimiter, then a two-frame body), which is all that
@@ -380,11 +381,8 @@ class Server:
             publish = seed_handler.publish(data, self.config.default_stream)
             # One event, on the default stream, whose name the configuration
             # keeps within its limit: only the event's size can break a limit.
-            if (
-                len(data) <= self._limits.max_event_bytes
-                and routing not in self._queues
-                and appends.may_commit_at_once()
-            ):
+            within_limits = len(data) <= self._limits.max_event_bytes
+            if within_limits and routing not in self._queues and appends.may_commit_at_once():
                 appends.commit_at_once(routing, publish)
                 return None
             action: Action = publish
@@ -393,7 +391,7 @@ class Server:
             routing = envelope.routing
             action = self._action_for(envelope.body, user_id)
         if isinstance(action, Commit):  # the most common action first
-            refused = self._limits.check_append(action.request)
+            refused = None if within_limits else self._limits.check_append(action.request)
             if refused is not None:
                 log.info("refused an append: %s", refused)
                 action = Reply(action.encode(refused))
