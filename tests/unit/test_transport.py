@@ -1,4 +1,4 @@
-"""The server's lean receive helpers, on real ZeroMQ sockets."""
+"""The server's lean send and receive helpers, on real ZeroMQ sockets."""
 
 from __future__ import annotations
 
@@ -79,3 +79,21 @@ def test_receive_routed_without_a_message_raises_again(router: zmq.Socket[bytes]
     _bind(router)
     with pytest.raises(zmq.Again):
         transport.receive_routed(router)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [[b"PUBLISHED"], [b"id", b"event", b"END"], [b""], [b"", b"x", b""]],
+)
+def test_send_routed_delivers_the_reply_whole_behind_the_envelope(
+    router: zmq.Socket[bytes], reply: list[bytes]
+) -> None:
+    peer = _peer(router, zmq.REQ)
+    peer.setsockopt(zmq.RCVTIMEO, 2000)
+    peer.send_multipart([b"PING"])
+    routing_id, delimiter, _ = transport.receive_routed(router, 0)
+
+    transport.send_routed(router, (routing_id, delimiter), reply)
+
+    # A REQ socket hands over only what follows the delimiter, all of it.
+    assert peer.recv_multipart() == reply
