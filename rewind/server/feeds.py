@@ -108,7 +108,7 @@ class V2Feed:
     def __init__(self, socket: zmq.Socket[Any]) -> None:
         self.subscriptions = Subscriptions(socket)
 
-    def broadcast(self, events: Sequence[RecordedEvent], previous: uuid.UUID | None) -> None:
+    def broadcast(self, events: Sequence[RecordedEvent]) -> None:
         """Send committed events, in commit order. Never blocks: XPUB drops at its HWM."""
         if not self.subscriptions.any:
             return
@@ -133,11 +133,21 @@ class Feeds:
     broadcast one go out.
     """
 
-    __slots__ = ("_feeds", "_head", "_head_id", "_listened", "_next_subscription_check")
+    __slots__ = (
+        "_head",
+        "_head_id",
+        "_listened",
+        "_next_subscription_check",
+        "_seed_feed",
+        "_subscriptions",
+        "_v2_feed",
+    )
 
     def __init__(self, seed_feed: SeedFeed, v2_feed: V2Feed, *, head: RecordedEvent | None) -> None:
         """``head`` is the last event stored before the server started (``None`` if none)."""
-        self._feeds = (seed_feed, v2_feed)
+        self._seed_feed = seed_feed
+        self._v2_feed = v2_feed
+        self._subscriptions = (seed_feed.subscriptions, v2_feed.subscriptions)
         self._head = 0 if head is None else head.position
         # The seed feed chains each message to the event before it.
         self._head_id = None if head is None else head.event_id
@@ -196,9 +206,9 @@ class Feeds:
     def update_subscriptions(self) -> None:
         """Take the subscription messages waiting on every feed socket."""
         self._next_subscription_check = _monotonic() + SUBSCRIPTION_CHECK_S
-        for feed in self._feeds:
-            feed.subscriptions.update()
-        self._listened = any(feed.subscriptions.any for feed in self._feeds)
+        for subscriptions in self._subscriptions:
+            subscriptions.update()
+        self._listened = any(subscriptions.any for subscriptions in self._subscriptions)
 
     def _send(self, events: Sequence[RecordedEvent]) -> None:
         previous = self._head_id
@@ -209,12 +219,12 @@ class Feeds:
         if now >= self._next_subscription_check:
             # The loop may not have polled the sockets since a subscriber came.
             self._next_subscription_check = now + SUBSCRIPTION_CHECK_S
-            for feed in self._feeds:
-                if has_message(feed.subscriptions.socket):
-                    feed.subscriptions.update()
-            self._listened = any(feed.subscriptions.any for feed in self._feeds)
+            for subscriptions in self._subscriptions:
+                if has_message(subscriptions.socket):
+                    subscriptions.update()
+            self._listened = any(subscriptions.any for subscriptions in self._subscriptions)
         # Nobody listening is the common case of a bare server, and the
         # cheapest: no feed is looked at.
         if self._listened:
-            for feed in self._feeds:
-                feed.broadcast(events, previous)
+            self._seed_feed.broadcast(events, previous)
+            self._v2_feed.broadcast(events)

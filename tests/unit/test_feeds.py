@@ -126,3 +126,42 @@ def test_a_subscriber_that_joins_between_broadcasts_is_sent_the_next_one_after_t
         str(first[0].event_id).encode(),
         b"2",
     ]
+
+
+def test_the_chain_runs_on_while_nobody_listens_and_a_first_subscriber_picks_it_up() -> None:
+    context: zmq.Context[Any] = zmq.Context()
+    try:
+        seed_socket, v2_socket = (context.socket(zmq.XPUB) for _ in range(2))
+        seed_socket.bind("inproc://unheard-s")
+        v2_socket.bind("inproc://unheard-v")
+        store = MemoryStore()
+        stored = store.append([AppendRequest("s", (NewEvent(b"0"),))])[0]
+        assert isinstance(stored, tuple)
+        # Started on a store that already holds an event, with no subscriber on any feed.
+        feeds = Feeds(SeedFeed(seed_socket), V2Feed(v2_socket), head=stored[0])
+        unheard = []
+        for data in (b"1", b"2"):
+            [result] = store.append([AppendRequest("s", (NewEvent(data),))])
+            assert isinstance(result, tuple)
+            feeds.broadcast(store, result)
+            unheard.extend(result)
+        subscriber = context.socket(zmq.SUB)
+        subscriber.connect("inproc://unheard-s")
+        subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+        deadline = time.monotonic() + 5
+        while not seed_socket.poll(10) and time.monotonic() < deadline:
+            pass
+        feeds.update_subscriptions()
+        [result] = store.append([AppendRequest("s", (NewEvent(b"3"),))])
+        assert isinstance(result, tuple)
+        feeds.broadcast(store, result)
+        assert subscriber.poll(2000), "the subscriber was sent nothing"
+        # Chained to the last event broadcast unheard, not to the one before the start.
+        assert subscriber.recv_multipart() == [
+            str(result[0].event_id).encode(),
+            str(unheard[-1].event_id).encode(),
+            b"3",
+        ]
+        assert feeds.head == 4
+    finally:
+        context.destroy(linger=0)
