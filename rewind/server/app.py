@@ -369,9 +369,6 @@ class Server:
         User-Id when CURVE is on (it says whether the peer may append),
         ``None`` when it is off.
         """
-        appends = self._appends
-        assert appends is not None
-        within_limits = False
         if len(frames) == 4 and frames[2] == b"PUBLISH" and not frames[1] and user_id is None:
             # The commonest request: a REQ client's seed PUBLISH (its identity,
             # the delimiter, then a two-frame body), which is all that
@@ -381,23 +378,19 @@ class Server:
             publish = seed_handler.publish(data, self.config.default_stream)
             # One event, on the default stream, whose name the configuration
             # keeps within its limit: only the event's size can break a limit.
-            within_limits = len(data) <= self._limits.max_event_bytes
-            if within_limits and routing not in self._queues and appends.may_commit_at_once():
-                appends.commit_at_once(routing, publish)
-                return None
-            action: Action = publish
+            if len(data) <= self._limits.max_event_bytes:
+                return self._append(routing, publish)
+            action: Action = publish  # refused below, in the general check's words
         else:
             envelope = split_envelope(frames, dispatch.is_command)
             routing = envelope.routing
             action = self._action_for(envelope.body, user_id)
         if isinstance(action, Commit):  # the most common action first
-            refused = None if within_limits else self._limits.check_append(action.request)
-            if refused is not None:
-                log.info("refused an append: %s", refused)
-                action = Reply(action.encode(refused))
-            elif routing not in self._queues and appends.may_commit_at_once():
-                appends.commit_at_once(routing, action)
-                return None
+            refused = self._limits.check_append(action.request)
+            if refused is None:
+                return self._append(routing, action)
+            log.info("refused an append: %s", refused)
+            action = Reply(action.encode(refused))
         elif isinstance(action, GrantCredit):
             assert self._streamed is not None
             self._streamed.grant(routing, action)
@@ -405,25 +398,11 @@ class Server:
         elif isinstance(action, CancelRead):
             self._cancel(routing, action)
             return routing
-        queue = self._queues.setdefault(routing, deque())
-        if len(queue) >= MAX_QUEUED_REPLIES:
-            self._dropped_requests += 1
-            if self._dropped_requests % MAX_QUEUED_REPLIES == 1:
-                log.warning(
-                    "dropped a request: %d wait on its connection already (%d dropped so far)",
-                    len(queue),
-                    self._dropped_requests,
-                )
+        slot = self._take_slot(routing)
+        if slot is None:
             return routing
-        slot = Slot()
-        queue.append(slot)
         if isinstance(action, Reply):
             slot.frames = action.frames
-        elif isinstance(action, Commit):
-            appends.add(_new_tuple(PendingAppend, (action.request, routing, slot, action.encode)))
-            # Nothing behind this slot can go before it, and whatever was ready
-            # ahead of it went when it became ready.
-            return None
         else:
             if isinstance(action, Read):
                 slot.read = action.run
@@ -433,6 +412,45 @@ class Server:
             # Appends that arrived before this read must be on their way first.
             self._submit_pending()
         return routing
+
+    def _append(self, routing: Routing, commit: Commit) -> Routing | None:
+        """Commit an append within the limits at once, or queue it for the next group.
+
+        Returns ``None`` (see :meth:`_handle`) unless the request was dropped.
+        """
+        appends = self._appends
+        assert appends is not None
+        if routing not in self._queues and appends.may_commit_at_once():
+            appends.commit_at_once(routing, commit)
+            return None
+        slot = self._take_slot(routing)
+        if slot is None:
+            return routing
+        appends.add(_new_tuple(PendingAppend, (commit.request, routing, slot, commit.encode)))
+        # Nothing behind this slot can go before it, and whatever was ready
+        # ahead of it went when it became ready.
+        return None
+
+    def _take_slot(self, routing: Routing) -> Slot | None:
+        """A new slot at the back of a connection's reply queue; ``None`` if the queue is full.
+
+        A request that finds its connection's queue full is dropped unread.
+        """
+        queue = self._queues.get(routing)
+        if queue is None:
+            queue = self._queues[routing] = deque()
+        elif len(queue) >= MAX_QUEUED_REPLIES:
+            self._dropped_requests += 1
+            if self._dropped_requests % MAX_QUEUED_REPLIES == 1:
+                log.warning(
+                    "dropped a request: %d wait on its connection already (%d dropped so far)",
+                    len(queue),
+                    self._dropped_requests,
+                )
+            return None
+        slot = Slot()
+        queue.append(slot)
+        return slot
 
     def _cancel(self, routing: Routing, cancel: CancelRead) -> None:
         assert self._streamed is not None
