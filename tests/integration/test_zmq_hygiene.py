@@ -459,3 +459,38 @@ def test_requests_piled_behind_an_unread_gorewind_query_are_bounded(
         assert growth < 10 * MIB
     finally:
         context.destroy(linger=0)
+
+
+def test_appends_piled_behind_an_unread_query_are_stored_up_to_the_bound_the_rest_never(
+    either_server: ServerProcess,
+) -> None:
+    server = either_server
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with client_for(server, context) as client:
+            for _ in range(20):
+                client.append("long", [b"x" * 1000] * 250)
+            head = client.server_info().head_position
+        hog = slow_reader(context, server.query_endpoint)
+        # The QUERY's 5,000 EVENT messages block the connection, so every
+        # PUBLISH after it waits for its turn to be answered: the first 9,999
+        # take the rest of the connection's 10,000 places and are committed;
+        # the other 10,001 are dropped unread (logged at the first and the
+        # 10,001st) and must store nothing.
+        hog.send_multipart([b"", *gorewind.encode_query_request("long")])
+        for index in range(20_000):
+            hog.send_multipart([b"", *seed.encode_publish(b"piled %d" % index)])
+        assert wait_for(lambda: "(10001 dropped so far)" in server.log, 30), server.log[-2000:]
+        with client_for(server, context) as client:
+            assert wait_for(lambda: client.server_info().head_position == head + 9_999, 30)
+            tail = list(client.read_all(from_position=head + 1))
+        assert [event.data for event in tail] == [b"piled %d" % index for index in range(9_999)]
+        # Each stored one is acknowledged, in order, once the QUERY's messages are read.
+        replies = []
+        while hog.poll(2000):
+            replies.append(hog.recv_multipart())
+        assert replies.count([b"", b"PUBLISHED"]) == 9_999
+        assert replies[-1] == [b"", b"PUBLISHED"]
+        hog.close(linger=0)
+    finally:
+        context.destroy(linger=0)
