@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rewind.model import AppendRequest, NewEvent
-from rewind.protocol import seed
+from rewind.protocol import dispatch, seed
 from rewind.protocol.envelope import split_envelope
 from rewind.server import seed_handler
 from rewind.server.actions import Commit
@@ -133,6 +133,23 @@ def test_envelope_through_a_broker_keeps_every_routing_frame() -> None:
     envelope = split_envelope([b"broker", b"client", b"", b"QUERY", b"", b""], seed.is_command)
     assert envelope.routing == (b"broker", b"client", b"")
     assert envelope.body == (b"QUERY", b"", b"")
+
+
+@given(st.binary(min_size=1, max_size=8), st.binary(max_size=64))
+def test_a_req_publish_is_what_the_server_takes_it_for_without_the_dispatcher(
+    identity: bytes, data: bytes
+) -> None:
+    """The server recognises ``[identity, "", "PUBLISH", data]`` by shape alone.
+
+    That shortcut stands only while the general path reads those frames the
+    same way: a REQ envelope, then a seed PUBLISH of ``data``, whatever the
+    data looks like.
+    """
+    envelope = split_envelope([identity, b"", b"PUBLISH", data], dispatch.is_command)
+    assert envelope.routing == (identity, b"")
+    request = dispatch.parse_request(envelope.body)
+    assert type(request) is seed.Publish and request.data == data
+    assert seed_handler.handle(request, "s") == seed_handler.publish(data, "s")
 
 
 def test_a_publish_becomes_one_event_for_the_default_stream_with_every_default() -> None:
