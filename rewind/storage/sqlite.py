@@ -63,18 +63,18 @@ _ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?)"  # one event's columns in an INSE
 POSITION_OF_SQL = "SELECT position FROM events WHERE event_id = ?"
 # Commit times never decrease as positions grow, and positions run 1, 2, 3, ...,
 # so the first position at or after a time is found by binary search over
-# positions: about 2 log2(n) primary-key lookups, with no index on times to
-# keep up at every commit. The answer lies in [low, high) throughout.
+# positions: about log2(n) primary-key lookups (each step joins the event at
+# its midpoint), with no index on times to keep up at every commit. The
+# answer lies in [low, high) throughout.
 POSITION_AT_SQL = """
     WITH RECURSIVE search(low, high) AS (
         SELECT 1, (SELECT max(position) FROM events) + 1
         UNION ALL
         SELECT
-            CASE WHEN (SELECT recorded_at FROM events WHERE position = (low + high) / 2) >= ?1
-                THEN low ELSE (low + high) / 2 + 1 END,
-            CASE WHEN (SELECT recorded_at FROM events WHERE position = (low + high) / 2) >= ?1
-                THEN (low + high) / 2 ELSE high END
-        FROM search WHERE low < high
+            CASE WHEN middle.recorded_at >= ?1 THEN low ELSE (low + high) / 2 + 1 END,
+            CASE WHEN middle.recorded_at >= ?1 THEN (low + high) / 2 ELSE high END
+        FROM search JOIN events AS middle ON middle.position = (low + high) / 2
+        WHERE low < high
     )
     SELECT low FROM search WHERE low = high AND low <= (SELECT max(position) FROM events)
 """

@@ -60,7 +60,7 @@ def _order_commit_times(db: sqlite3.Connection) -> None:
 
 def _drop_time_index(db: sqlite3.Connection) -> None:
     # Version 2 also indexed commit times. Since times rise with positions, a
-    # binary search over positions finds a time as well (about 40 primary-key
+    # binary search over positions finds a time as well (about 20 primary-key
     # lookups in a million events), and every commit writes one index fewer:
     # 5.1 WAL frames per 8-event commit instead of 6.7. Files that a version 2
     # Rewind wrote still have the index; files migrated from version 1 by this
